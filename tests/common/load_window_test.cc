@@ -1,0 +1,235 @@
+// Pins the load window of DESIGN §6: per-second totals over sources, values carried
+// forward until stale, the mean over the window or over the seconds observed so far; and
+// checks it against a brute-force reference on seeded random inputs.
+#include "common/load_window.h"
+
+#include <cmath>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace chainscale {
+namespace {
+
+const absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
+
+absl::Time At(double seconds) { return kStart + absl::Seconds(seconds); }
+
+LoadSample Requests(double in_flight) { return LoadSample{std::llround(in_flight * 1000), {}}; }
+
+TEST(LoadWindowTest, NothingReportedAveragesToZeroOverNoSeconds) {
+  LoadWindow window(60, 10);
+  WindowLoad load = window.Average(At(5));
+  EXPECT_EQ(load.seconds, 0);
+  EXPECT_EQ(load.request_millis_sum, 0);
+  EXPECT_DOUBLE_EQ(load.MeanRequests(), 0.0);
+}
+
+TEST(LoadWindowTest, FirstReportCountsAtFullStrength) {
+  LoadWindow window(60, 10);
+  window.Report("r1", Requests(6), At(0.2));
+  WindowLoad load = window.Average(At(0.9));
+  EXPECT_EQ(load.seconds, 1);
+  EXPECT_DOUBLE_EQ(load.MeanRequests(), 6.0);
+}
+
+TEST(LoadWindowTest, MeanIsOverSecondsObservedUntilTheWindowFills) {
+  LoadWindow window(10, 100);
+  window.Report("r1", Requests(4), At(0));
+  window.Report("r1", Requests(8), At(2));
+  // Seconds 0, 1 hold 4; seconds 2, 3 hold 8 (carried forward).
+  WindowLoad load = window.Average(At(3.5));
+  EXPECT_EQ(load.seconds, 4);
+  EXPECT_EQ(load.request_millis_sum, 24'000);
+  EXPECT_DOUBLE_EQ(load.MeanRequests(), 6.0);
+  // Twenty seconds on, only the last ten count: all 8.
+  load = window.Average(At(22));
+  EXPECT_EQ(load.seconds, 10);
+  EXPECT_DOUBLE_EQ(load.MeanRequests(), 8.0);
+}
+
+TEST(LoadWindowTest, SecondTotalSumsTheLatestValueOfEachSource) {
+  LoadWindow window(10, 10);
+  window.Report("r1", Requests(3), At(0.1));
+  window.Report("r1", Requests(5), At(0.6));  // replaces r1's 3 within the same second
+  window.Report("r2", Requests(2), At(0.7));
+  window.Report("router", Requests(1.5), At(0.8));
+  WindowLoad load = window.Average(At(0.9));
+  EXPECT_EQ(load.seconds, 1);
+  EXPECT_EQ(load.request_millis_sum, 8'500);
+  EXPECT_EQ(window.source_count(), 3u);
+}
+
+TEST(LoadWindowTest, StaleSourcesCountZeroAndAreForgotten) {
+  LoadWindow window(60, 3);
+  window.Report("r1", Requests(10), At(0));
+  window.Report("r2", Requests(1), At(2));
+  // r1 counts for seconds 0, 1, 2 and is gone from second 3; r2 for seconds 2, 3, 4.
+  WindowLoad load = window.Average(At(6));
+  EXPECT_EQ(load.seconds, 7);
+  EXPECT_EQ(load.request_millis_sum, 3 * 10'000 + 3 * 1'000);
+  EXPECT_EQ(window.source_count(), 0u);
+}
+
+TEST(LoadWindowTest, ReportingAgainKeepsASourceFresh) {
+  LoadWindow window(60, 3);
+  for (int s = 0; s < 10; ++s) window.Report("r1", Requests(2), At(s));
+  WindowLoad load = window.Average(At(9.5));
+  EXPECT_EQ(load.seconds, 10);
+  EXPECT_DOUBLE_EQ(load.MeanRequests(), 2.0);
+  EXPECT_EQ(window.source_count(), 1u);
+}
+
+TEST(LoadWindowTest, LongSilenceEmptiesTheWindow) {
+  LoadWindow window(10, 5);
+  window.Report("r1", Requests(100), At(0));
+  WindowLoad load = window.Average(At(1'000'000));
+  EXPECT_EQ(load.seconds, 10);
+  EXPECT_EQ(load.request_millis_sum, 0);
+  window.Report("r1", Requests(1), At(1'000'000.5));
+  EXPECT_EQ(window.Average(At(1'000'000.5)).request_millis_sum, 1'000);
+}
+
+TEST(LoadWindowTest, TimeGoingBackwardsCountsAsTheLatestSecond) {
+  LoadWindow window(10, 10);
+  window.Report("r1", Requests(1), At(5));
+  window.Report("r1", Requests(3), At(2));  // a late clock: applies to second 5
+  WindowLoad load = window.Average(At(5));
+  EXPECT_EQ(load.seconds, 1);
+  EXPECT_EQ(load.request_millis_sum, 3'000);
+}
+
+TEST(LoadWindowTest, TokensAreAveragedBesideRequests) {
+  LoadWindow window(10, 10);
+  window.Report("r1", Requests(1), At(0));
+  EXPECT_FALSE(window.Average(At(0)).has_tokens);
+  window.Report("r1", LoadSample{1000, 4000}, At(1));
+  window.Report("r2", LoadSample{1000, 2000}, At(1));
+  WindowLoad load = window.Average(At(2));
+  EXPECT_TRUE(load.has_tokens);
+  EXPECT_EQ(load.seconds, 3);
+  EXPECT_EQ(load.token_sum, 2 * 6000);
+  EXPECT_DOUBLE_EQ(load.MeanTokens(), 4000.0);
+}
+
+TEST(LoadWindowTest, ShrinkingKeepsTheMostRecentSeconds) {
+  LoadWindow window(10, 100);
+  for (int s = 0; s < 10; ++s) window.Report("r1", Requests(s), At(s));
+  window.Resize(3);
+  WindowLoad load = window.Average(At(9));
+  EXPECT_EQ(load.seconds, 3);
+  EXPECT_EQ(load.request_millis_sum, (7 + 8 + 9) * 1000);
+}
+
+TEST(LoadWindowTest, GrowingAveragesOverTheHeldSecondsUntilTheWindowFills) {
+  LoadWindow window(3, 100);
+  for (int s = 0; s < 10; ++s) window.Report("r1", Requests(s), At(s));
+  window.Resize(10);
+  EXPECT_EQ(window.window_seconds(), 10);
+  WindowLoad load = window.Average(At(9));
+  EXPECT_EQ(load.seconds, 3);
+  EXPECT_EQ(load.request_millis_sum, (7 + 8 + 9) * 1000);
+  load = window.Average(At(11));  // 9 carried into seconds 10 and 11
+  EXPECT_EQ(load.seconds, 5);
+  EXPECT_EQ(load.request_millis_sum, (7 + 8 + 9 + 9 + 9) * 1000);
+}
+
+// The definition of DESIGN §6, computed the slow, obvious way from every report.
+class BruteForceWindow {
+ public:
+  BruteForceWindow(int64_t window, int64_t staleness) : window_(window), staleness_(staleness) {}
+
+  void Report(const std::string& source, int64_t second, const LoadSample& sample) {
+    if (!first_second_) first_second_ = second;
+    history_[source].push_back({second, sample});
+    has_tokens_ |= sample.tokens.has_value();
+  }
+
+  WindowLoad Average(int64_t now_second) const {
+    WindowLoad load;
+    if (!first_second_) return load;
+    load.seconds = std::min(window_, now_second - *first_second_ + 1);
+    load.has_tokens = has_tokens_;
+    for (int64_t s = now_second - load.seconds + 1; s <= now_second; ++s) {
+      for (const auto& [source, reports] : history_) {
+        const Entry* latest = nullptr;
+        for (const Entry& e : reports) {
+          if (e.second <= s) latest = &e;  // later entries win, also within a second
+        }
+        if (latest == nullptr || s - latest->second >= staleness_) continue;
+        load.request_millis_sum += latest->sample.request_millis;
+        load.token_sum += latest->sample.tokens.value_or(0);
+      }
+    }
+    return load;
+  }
+
+ private:
+  struct Entry {
+    int64_t second;
+    LoadSample sample;
+  };
+  int64_t window_;
+  int64_t staleness_;
+  std::optional<int64_t> first_second_;
+  bool has_tokens_ = false;
+  std::map<std::string, std::vector<Entry>> history_;
+};
+
+struct RandomCase {
+  uint64_t seed;
+  int32_t window;
+  int32_t staleness;
+};
+
+class LoadWindowRandomTest : public ::testing::TestWithParam<RandomCase> {};
+
+TEST_P(LoadWindowRandomTest, MatchesTheBruteForceDefinition) {
+  const RandomCase& c = GetParam();
+  std::mt19937_64 rng(c.seed);
+  auto uniform = [&rng](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  LoadWindow window(c.window, c.staleness);
+  BruteForceWindow reference(c.window, c.staleness);
+  absl::Time now = At(0);
+  int checks = 0;
+  for (int step = 0; step < 600; ++step) {
+    // Mostly sub-second steps, sometimes a gap longer than staleness or the window.
+    const int64_t roll = uniform(0, 99);
+    const int64_t gap_ms = roll < 80 ? uniform(0, 900) : roll < 97 ? uniform(1000, 8000)
+                                                                   : uniform(10'000, 200'000);
+    now += absl::Milliseconds(gap_ms);
+    const int64_t second = absl::ToUnixSeconds(now);
+    if (uniform(0, 3) > 0) {
+      const std::string source = absl::StrCat("replica-", uniform(0, 5));
+      LoadSample sample{uniform(0, 50'000), std::nullopt};
+      if (uniform(0, 4) == 0) sample.tokens = uniform(0, 100'000);
+      window.Report(source, sample, now);
+      reference.Report(source, second, sample);
+    } else {
+      const WindowLoad got = window.Average(now);
+      const WindowLoad want = reference.Average(second);
+      ASSERT_EQ(got.seconds, want.seconds) << "step " << step;
+      ASSERT_EQ(got.request_millis_sum, want.request_millis_sum) << "step " << step;
+      ASSERT_EQ(got.token_sum, want.token_sum) << "step " << step;
+      ASSERT_EQ(got.has_tokens, want.has_tokens) << "step " << step;
+      ++checks;
+    }
+  }
+  EXPECT_GT(checks, 100);
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, LoadWindowRandomTest,
+                         ::testing::Values(RandomCase{1, 10, 10}, RandomCase{2, 60, 10},
+                                           RandomCase{3, 10, 3}, RandomCase{4, 30, 45},
+                                           RandomCase{5, 3600, 10}, RandomCase{6, 11, 1},
+                                           RandomCase{7, 60, 10}, RandomCase{8, 120, 20}));
+
+}  // namespace
+}  // namespace chainscale
