@@ -229,7 +229,12 @@ INSTANTIATE_TEST_SUITE_P(Seeds, LoadWindowRandomTest,
                          ::testing::Values(RandomCase{1, 10, 10}, RandomCase{2, 60, 10},
                                            RandomCase{3, 10, 3}, RandomCase{4, 30, 45},
                                            RandomCase{5, 3600, 10}, RandomCase{6, 11, 1},
-                                           RandomCase{7, 60, 10}, RandomCase{8, 120, 20}));
+                                           RandomCase{7, 60, 10}, RandomCase{8, 120, 20}),
+                         [](const ::testing::TestParamInfo<RandomCase>& info) {
+                           return absl::StrCat("seed", info.param.seed, "_window",
+                                               info.param.window, "_staleness",
+                                               info.param.staleness);
+                         });
 
 }  // namespace
 }  // namespace chainscale

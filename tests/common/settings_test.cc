@@ -2,6 +2,7 @@
 // max on the merged result, the development pins, and partial merges.
 #include "common/settings.h"
 
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
