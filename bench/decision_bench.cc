@@ -4,6 +4,7 @@
 //   build/bench/decision_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,8 +34,9 @@ std::vector<BenchChainlet> MakeChainlets(int64_t n, int32_t window_seconds, absl
     chainlets.push_back({s, LoadWindow(window_seconds, 10), ReplicaScaler()});
     // Three replicas reporting, so windows carry real sources and totals.
     for (int r = 0; r < 3; ++r) {
-      chainlets.back().window.Report(absl::StrCat("replica-", r),
-                                     LoadSample{static_cast<int64_t>(rng() % 5000), {}}, now);
+      absl::Status s = chainlets.back().window.Report(
+          absl::StrCat("replica-", r), LoadSample{static_cast<int64_t>(rng() % 5000), {}}, now);
+      if (!s.ok()) std::abort();
     }
   }
   return chainlets;

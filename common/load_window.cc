@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/strings/str_cat.h"
+
 namespace chainscale {
 namespace {
 
@@ -22,14 +24,25 @@ double WindowLoad::MeanTokens() const {
   return seconds == 0 ? 0.0 : static_cast<double>(token_sum) / seconds;
 }
 
-LoadWindow::LoadWindow(int32_t window_seconds, int32_t staleness_seconds)
+LoadWindow::LoadWindow(int32_t window_seconds, int32_t staleness_seconds,
+                       int32_t max_sources)
     : capacity_(std::max(window_seconds, 1)),
       staleness_seconds_(std::max(staleness_seconds, 1)),
+      max_sources_(std::clamp(max_sources, 1, kDefaultMaxSources)),
       request_ring_(ZeroedRing(capacity_)),
       next_expiry_second_(kNever) {}
 
-void LoadWindow::Report(absl::string_view source_id, const LoadSample& sample,
-                        absl::Time now) {
+absl::Status LoadWindow::Report(absl::string_view source_id, const LoadSample& sample,
+                                absl::Time now) {
+  if (sample.request_millis < 0 || sample.request_millis > kMaxReportRequestMillis) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "in_flight_requests must be between 0 and ", kMaxReportRequestMillis / 1000,
+        ", got ", static_cast<double>(sample.request_millis) / 1000));
+  }
+  if (sample.tokens.has_value() && (*sample.tokens < 0 || *sample.tokens > kMaxReportTokens)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "in_flight_tokens must be between 0 and ", kMaxReportTokens, ", got ", *sample.tokens));
+  }
   const int64_t second = absl::ToUnixSeconds(now);
   if (!started_) {
     started_ = true;
@@ -38,16 +51,25 @@ void LoadWindow::Report(absl::string_view source_id, const LoadSample& sample,
   } else {
     AdvanceTo(second);
   }
+  auto it = sources_.find(source_id);
+  if (it == sources_.end()) {
+    if (static_cast<int32_t>(sources_.size()) >= max_sources_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("more than ", max_sources_, " sources report for one chainlet"));
+    }
+    it = sources_.try_emplace(std::string(source_id)).first;
+  }
   if (sample.tokens.has_value() && token_ring_ == nullptr) {
     token_ring_ = ZeroedRing(capacity_);
   }
-  Source& source = sources_[source_id];
+  Source& source = it->second;
   const int64_t tokens = sample.tokens.value_or(0);
   AddToCurrent(sample.request_millis - source.request_millis, tokens - source.tokens);
   source.request_millis = sample.request_millis;
   source.tokens = tokens;
   source.last_second = current_second_;
   next_expiry_second_ = std::min(next_expiry_second_, current_second_ + staleness_seconds_);
+  return absl::OkStatus();
 }
 
 WindowLoad LoadWindow::Average(absl::Time now) {
@@ -73,7 +95,7 @@ void LoadWindow::Resize(int32_t window_seconds) {
     const int64_t keep = std::min<int64_t>({held, capacity_, new_capacity});
     for (int64_t s = current_second_ - keep + 1; s <= current_second_; ++s) {
       const size_t from = Slot(s);
-      const size_t to = static_cast<size_t>(s % new_capacity);
+      const size_t to = static_cast<size_t>(((s % new_capacity) + new_capacity) % new_capacity);
       requests[to] = request_ring_[from];
       request_sum_ += requests[to];
       if (tokens != nullptr) {

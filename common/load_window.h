@@ -13,7 +13,9 @@
 //   chainlet reacts to its first report at full strength.
 //
 // Requests are kept in thousandths (milli-requests) and tokens as integers, so sums are
-// exact and replica counts computed from them have no rounding error.
+// exact and replica counts computed from them have no rounding error. Values and the
+// number of sources are bounded (see the limits below) so that no sum can overflow:
+// 10 000 sources × 1e10 tokens × 3600 s < 2^63.
 #ifndef CHAINSCALE_COMMON_LOAD_WINDOW_H_
 #define CHAINSCALE_COMMON_LOAD_WINDOW_H_
 
@@ -24,6 +26,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace chainscale {
@@ -45,10 +48,17 @@ struct WindowLoad {
   double MeanTokens() const;
 };
 
+// Largest values one report may carry: 1e6 in-flight requests, 1e10 in-flight tokens.
+inline constexpr int64_t kMaxReportRequestMillis = 1'000'000'000;
+inline constexpr int64_t kMaxReportTokens = 10'000'000'000;
+// Default cap on the sources whose values count at once for one chainlet.
+inline constexpr int32_t kDefaultMaxSources = 10'000;
+
 class LoadWindow {
  public:
-  // `window_seconds` ≥ 1, `staleness_seconds` ≥ 1.
-  LoadWindow(int32_t window_seconds, int32_t staleness_seconds);
+  // `window_seconds` ≥ 1, `staleness_seconds` ≥ 1, 1 ≤ `max_sources` ≤ 10 000.
+  LoadWindow(int32_t window_seconds, int32_t staleness_seconds,
+             int32_t max_sources = kDefaultMaxSources);
 
   LoadWindow(const LoadWindow&) = delete;
   LoadWindow& operator=(const LoadWindow&) = delete;
@@ -56,8 +66,10 @@ class LoadWindow {
   LoadWindow& operator=(LoadWindow&&) = default;
 
   // Records `source_id`'s value at `now`. A `now` earlier than a time already seen counts
-  // as that later time (the window never moves backwards).
-  void Report(absl::string_view source_id, const LoadSample& sample, absl::Time now);
+  // as that later time (the window never moves backwards). INVALID_ARGUMENT for a
+  // negative or too large value, RESOURCE_EXHAUSTED for a new source beyond
+  // `max_sources`; either way nothing is recorded.
+  absl::Status Report(absl::string_view source_id, const LoadSample& sample, absl::Time now);
 
   // Moves the window to `now` and returns the sums for its average.
   WindowLoad Average(absl::Time now);
@@ -84,10 +96,13 @@ class LoadWindow {
   void ExpireSourcesAt(int64_t second);
   // Adds `delta` to the current second's totals (and the window sums).
   void AddToCurrent(int64_t request_millis_delta, int64_t token_delta);
-  size_t Slot(int64_t second) const { return static_cast<size_t>(second % capacity_); }
+  size_t Slot(int64_t second) const {
+    return static_cast<size_t>(((second % capacity_) + capacity_) % capacity_);
+  }
 
   int32_t capacity_;
   int32_t staleness_seconds_;
+  int32_t max_sources_;
   std::unique_ptr<int64_t[]> request_ring_;  // per-second totals, indexed by second % capacity_
   std::unique_ptr<int64_t[]> token_ring_;    // allocated on the first token report
 

@@ -65,30 +65,36 @@ ScaleDecision ReplicaScaler::Decide(const AutoscalingSettings& settings,
   d.replicas_for_load = ReplicasForLoad(settings, load);
   d.capped = d.replicas_for_load > settings.max_replica;
   d.warming_up = now - state_.observing_since < absl::Seconds(settings.autoscaling_window);
+  // Settings reach the scaler validated (min ≤ max); the min() keeps clamp defined even
+  // if they were not.
   const int32_t target =
-      std::clamp(d.replicas_for_load, settings.min_replica, settings.max_replica);
+      std::clamp(d.replicas_for_load, std::min(settings.min_replica, settings.max_replica),
+                 settings.max_replica);
 
   int32_t current = state_.current_replicas;
   std::optional<absl::Time>& pending = state_.scale_down_pending_since;
-  // Bounds are hard: a lowered max_replica moves the count at once. (A raised
-  // min_replica does too, through the scale-up branch, since target ≥ min_replica.)
-  const bool lowered_to_max = current > settings.max_replica;
-  if (lowered_to_max) {
+  if (current > settings.max_replica) {
+    // Bounds are hard: a lowered max_replica moves the count at once. A scale-down that
+    // was already pending keeps its start time; no further step happens in this tick.
+    // (A raised min_replica moves the count through the scale-up branch below, since
+    // target ≥ min_replica.)
     current = settings.max_replica;
-    pending.reset();
-  }
-
-  if (target > current) {
+    d.reason = DecisionReason::kLoweredToMaxReplica;
+    if (target >= current) {
+      pending.reset();
+    } else if (!pending.has_value()) {
+      pending = now;
+    }
+  } else if (target > current) {
     d.reason = d.replicas_for_load < target ? DecisionReason::kRaisedToMinReplica
                                             : DecisionReason::kScaleUp;
     current = target;
     pending.reset();
   } else if (target == current) {
-    d.reason = lowered_to_max ? DecisionReason::kLoweredToMaxReplica : DecisionReason::kSteady;
+    d.reason = DecisionReason::kSteady;
     pending.reset();
   } else if (!pending.has_value()) {
-    d.reason = lowered_to_max ? DecisionReason::kLoweredToMaxReplica
-                              : DecisionReason::kScaleDownPending;
+    d.reason = DecisionReason::kScaleDownPending;
     pending = now;
   } else if (now - *pending < absl::Seconds(settings.scale_down_delay)) {
     d.reason = DecisionReason::kScaleDownPending;

@@ -32,7 +32,7 @@ TEST(LoadWindowTest, NothingReportedAveragesToZeroOverNoSeconds) {
 
 TEST(LoadWindowTest, FirstReportCountsAtFullStrength) {
   LoadWindow window(60, 10);
-  window.Report("r1", Requests(6), At(0.2));
+  ASSERT_TRUE(window.Report("r1", Requests(6), At(0.2)).ok());
   WindowLoad load = window.Average(At(0.9));
   EXPECT_EQ(load.seconds, 1);
   EXPECT_DOUBLE_EQ(load.MeanRequests(), 6.0);
@@ -40,8 +40,8 @@ TEST(LoadWindowTest, FirstReportCountsAtFullStrength) {
 
 TEST(LoadWindowTest, MeanIsOverSecondsObservedUntilTheWindowFills) {
   LoadWindow window(10, 100);
-  window.Report("r1", Requests(4), At(0));
-  window.Report("r1", Requests(8), At(2));
+  ASSERT_TRUE(window.Report("r1", Requests(4), At(0)).ok());
+  ASSERT_TRUE(window.Report("r1", Requests(8), At(2)).ok());
   // Seconds 0, 1 hold 4; seconds 2, 3 hold 8 (carried forward).
   WindowLoad load = window.Average(At(3.5));
   EXPECT_EQ(load.seconds, 4);
@@ -55,10 +55,10 @@ TEST(LoadWindowTest, MeanIsOverSecondsObservedUntilTheWindowFills) {
 
 TEST(LoadWindowTest, SecondTotalSumsTheLatestValueOfEachSource) {
   LoadWindow window(10, 10);
-  window.Report("r1", Requests(3), At(0.1));
-  window.Report("r1", Requests(5), At(0.6));  // replaces r1's 3 within the same second
-  window.Report("r2", Requests(2), At(0.7));
-  window.Report("router", Requests(1.5), At(0.8));
+  ASSERT_TRUE(window.Report("r1", Requests(3), At(0.1)).ok());
+  ASSERT_TRUE(window.Report("r1", Requests(5), At(0.6)).ok());  // replaces r1's 3 within the same second
+  ASSERT_TRUE(window.Report("r2", Requests(2), At(0.7)).ok());
+  ASSERT_TRUE(window.Report("router", Requests(1.5), At(0.8)).ok());
   WindowLoad load = window.Average(At(0.9));
   EXPECT_EQ(load.seconds, 1);
   EXPECT_EQ(load.request_millis_sum, 8'500);
@@ -67,8 +67,8 @@ TEST(LoadWindowTest, SecondTotalSumsTheLatestValueOfEachSource) {
 
 TEST(LoadWindowTest, StaleSourcesCountZeroAndAreForgotten) {
   LoadWindow window(60, 3);
-  window.Report("r1", Requests(10), At(0));
-  window.Report("r2", Requests(1), At(2));
+  ASSERT_TRUE(window.Report("r1", Requests(10), At(0)).ok());
+  ASSERT_TRUE(window.Report("r2", Requests(1), At(2)).ok());
   // r1 counts for seconds 0, 1, 2 and is gone from second 3; r2 for seconds 2, 3, 4.
   WindowLoad load = window.Average(At(6));
   EXPECT_EQ(load.seconds, 7);
@@ -78,7 +78,7 @@ TEST(LoadWindowTest, StaleSourcesCountZeroAndAreForgotten) {
 
 TEST(LoadWindowTest, ReportingAgainKeepsASourceFresh) {
   LoadWindow window(60, 3);
-  for (int s = 0; s < 10; ++s) window.Report("r1", Requests(2), At(s));
+  for (int s = 0; s < 10; ++s) ASSERT_TRUE(window.Report("r1", Requests(2), At(s)).ok());
   WindowLoad load = window.Average(At(9.5));
   EXPECT_EQ(load.seconds, 10);
   EXPECT_DOUBLE_EQ(load.MeanRequests(), 2.0);
@@ -87,18 +87,18 @@ TEST(LoadWindowTest, ReportingAgainKeepsASourceFresh) {
 
 TEST(LoadWindowTest, LongSilenceEmptiesTheWindow) {
   LoadWindow window(10, 5);
-  window.Report("r1", Requests(100), At(0));
+  ASSERT_TRUE(window.Report("r1", Requests(100), At(0)).ok());
   WindowLoad load = window.Average(At(1'000'000));
   EXPECT_EQ(load.seconds, 10);
   EXPECT_EQ(load.request_millis_sum, 0);
-  window.Report("r1", Requests(1), At(1'000'000.5));
+  ASSERT_TRUE(window.Report("r1", Requests(1), At(1'000'000.5)).ok());
   EXPECT_EQ(window.Average(At(1'000'000.5)).request_millis_sum, 1'000);
 }
 
 TEST(LoadWindowTest, TimeGoingBackwardsCountsAsTheLatestSecond) {
   LoadWindow window(10, 10);
-  window.Report("r1", Requests(1), At(5));
-  window.Report("r1", Requests(3), At(2));  // a late clock: applies to second 5
+  ASSERT_TRUE(window.Report("r1", Requests(1), At(5)).ok());
+  ASSERT_TRUE(window.Report("r1", Requests(3), At(2)).ok());  // a late clock: applies to second 5
   WindowLoad load = window.Average(At(5));
   EXPECT_EQ(load.seconds, 1);
   EXPECT_EQ(load.request_millis_sum, 3'000);
@@ -106,10 +106,10 @@ TEST(LoadWindowTest, TimeGoingBackwardsCountsAsTheLatestSecond) {
 
 TEST(LoadWindowTest, TokensAreAveragedBesideRequests) {
   LoadWindow window(10, 10);
-  window.Report("r1", Requests(1), At(0));
+  ASSERT_TRUE(window.Report("r1", Requests(1), At(0)).ok());
   EXPECT_FALSE(window.Average(At(0)).has_tokens);
-  window.Report("r1", LoadSample{1000, 4000}, At(1));
-  window.Report("r2", LoadSample{1000, 2000}, At(1));
+  ASSERT_TRUE(window.Report("r1", LoadSample{1000, 4000}, At(1)).ok());
+  ASSERT_TRUE(window.Report("r2", LoadSample{1000, 2000}, At(1)).ok());
   WindowLoad load = window.Average(At(2));
   EXPECT_TRUE(load.has_tokens);
   EXPECT_EQ(load.seconds, 3);
@@ -117,9 +117,41 @@ TEST(LoadWindowTest, TokensAreAveragedBesideRequests) {
   EXPECT_DOUBLE_EQ(load.MeanTokens(), 4000.0);
 }
 
+TEST(LoadWindowTest, RejectsNegativeAndAbsurdValuesWithoutRecordingThem) {
+  LoadWindow window(10, 10);
+  ASSERT_TRUE(window.Report("r1", Requests(2), At(0)).ok());
+  absl::Status s = window.Report("r1", LoadSample{-1, {}}, At(0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "in_flight_requests must be between 0 and 1000000, got -0.001");
+  s = window.Report("r1", LoadSample{kMaxReportRequestMillis + 1, {}}, At(0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  s = window.Report("r2", LoadSample{0, -5}, At(0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "in_flight_tokens must be between 0 and 10000000000, got -5");
+  s = window.Report("r2", LoadSample{0, kMaxReportTokens + 1}, At(0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  const WindowLoad load = window.Average(At(0));
+  EXPECT_EQ(load.request_millis_sum, 2'000);
+  EXPECT_FALSE(load.has_tokens);
+  EXPECT_EQ(window.source_count(), 1u);
+}
+
+TEST(LoadWindowTest, CapsTheNumberOfSources) {
+  LoadWindow window(10, 10, /*max_sources=*/3);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(window.Report(absl::StrCat("r", i), Requests(1), At(0)).ok());
+  }
+  EXPECT_EQ(window.Report("r3", Requests(1), At(0)).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(window.Report("r0", Requests(5), At(0)).ok());  // known sources still report
+  EXPECT_EQ(window.Average(At(0)).request_millis_sum, 7'000);
+  // Once sources go stale there is room again.
+  EXPECT_TRUE(window.Report("r3", Requests(1), At(20)).ok());
+}
+
 TEST(LoadWindowTest, ShrinkingKeepsTheMostRecentSeconds) {
   LoadWindow window(10, 100);
-  for (int s = 0; s < 10; ++s) window.Report("r1", Requests(s), At(s));
+  for (int s = 0; s < 10; ++s) ASSERT_TRUE(window.Report("r1", Requests(s), At(s)).ok());
   window.Resize(3);
   WindowLoad load = window.Average(At(9));
   EXPECT_EQ(load.seconds, 3);
@@ -128,7 +160,7 @@ TEST(LoadWindowTest, ShrinkingKeepsTheMostRecentSeconds) {
 
 TEST(LoadWindowTest, GrowingAveragesOverTheHeldSecondsUntilTheWindowFills) {
   LoadWindow window(3, 100);
-  for (int s = 0; s < 10; ++s) window.Report("r1", Requests(s), At(s));
+  for (int s = 0; s < 10; ++s) ASSERT_TRUE(window.Report("r1", Requests(s), At(s)).ok());
   window.Resize(10);
   EXPECT_EQ(window.window_seconds(), 10);
   WindowLoad load = window.Average(At(9));
@@ -198,6 +230,7 @@ TEST_P(LoadWindowRandomTest, MatchesTheBruteForceDefinition) {
   LoadWindow window(c.window, c.staleness);
   BruteForceWindow reference(c.window, c.staleness);
   absl::Time now = At(0);
+  int64_t latest_second = absl::ToUnixSeconds(now);
   int checks = 0;
   for (int step = 0; step < 600; ++step) {
     // Mostly sub-second steps, sometimes a gap longer than staleness or the window.
@@ -205,15 +238,19 @@ TEST_P(LoadWindowRandomTest, MatchesTheBruteForceDefinition) {
     const int64_t gap_ms = roll < 80 ? uniform(0, 900) : roll < 97 ? uniform(1000, 8000)
                                                                    : uniform(10'000, 200'000);
     now += absl::Milliseconds(gap_ms);
-    const int64_t second = absl::ToUnixSeconds(now);
+    // Now and then a reporter's clock lags: its report counts in the latest second seen.
+    const absl::Time report_time =
+        uniform(0, 19) == 0 ? now - absl::Milliseconds(uniform(0, 3000)) : now;
+    latest_second = std::max(latest_second, absl::ToUnixSeconds(report_time));
+    const int64_t second = latest_second;
     if (uniform(0, 3) > 0) {
       const std::string source = absl::StrCat("replica-", uniform(0, 5));
       LoadSample sample{uniform(0, 50'000), std::nullopt};
       if (uniform(0, 4) == 0) sample.tokens = uniform(0, 100'000);
-      window.Report(source, sample, now);
+      ASSERT_TRUE(window.Report(source, sample, report_time).ok());
       reference.Report(source, second, sample);
     } else {
-      const WindowLoad got = window.Average(now);
+      const WindowLoad got = window.Average(report_time);
       const WindowLoad want = reference.Average(second);
       ASSERT_EQ(got.seconds, want.seconds) << "step " << step;
       ASSERT_EQ(got.request_millis_sum, want.request_millis_sum) << "step " << step;

@@ -34,7 +34,7 @@ class Chainlet {
 
   // Reports the current load at the current instant and decides, without moving time.
   ScaleDecision DecideNow() {
-    window_.Report("replica-0", LoadSample{load_milli_, tokens_}, clock_.Now());
+    EXPECT_TRUE(window_.Report("replica-0", LoadSample{load_milli_, tokens_}, clock_.Now()).ok());
     return scaler_.Decide(settings_, window_.Average(clock_.Now()), clock_.Now());
   }
 
@@ -298,6 +298,33 @@ TEST(ReplicaScalerTest, LoweringMaxBelowTheCountMovesItAtOnce) {
   EXPECT_TRUE(d.capped);
 }
 
+TEST(ReplicaScalerTest, LoweringMaxKeepsAPendingScaleDownRunning) {
+  AutoscalingSettings s = Settings(0, 10);
+  s.scale_down_delay = 100;
+  Chainlet c(s, 8);
+  c.SetLoad(0);
+  const ScaleDecision first = c.Tick();
+  ASSERT_EQ(first.status, DecisionStatus::kQueued);
+  c.Ticks(50);
+  c.settings().max_replica = 6;
+  ScaleDecision d = c.Tick();
+  EXPECT_EQ(d.status, DecisionStatus::kAccepted);
+  EXPECT_EQ(d.desired_replicas, 6);
+  ASSERT_TRUE(d.scale_down_pending_since.has_value());
+  EXPECT_EQ(*d.scale_down_pending_since, first.decided_at);
+  // The step comes 100 s after the load first dropped, not 100 s after max moved.
+  std::optional<ScaleDecision> step;
+  for (const ScaleDecision& next : c.Ticks(100)) {
+    if (next.status == DecisionStatus::kAccepted) {
+      step = next;
+      break;
+    }
+  }
+  ASSERT_TRUE(step.has_value());
+  EXPECT_EQ(step->decided_at - first.decided_at, absl::Seconds(100));
+  EXPECT_EQ(step->desired_replicas, 3);
+}
+
 TEST(ReplicaScalerTest, RaisingMinAboveTheCountMovesItAtOnce) {
   Chainlet c(Settings(0, 10), 1);
   c.SetLoad(0.5);
@@ -364,7 +391,9 @@ TEST(ReplicaScalerTest, ScalesToZeroAfterTheDelayWhenMinIsZero) {
   EXPECT_EQ(decisions.back().status, DecisionStatus::kUnchanged);
 }
 
-TEST(ReplicaScalerTest, FromZeroAReportWithLoadScalesUpWithoutWaitingForTheTick) {
+// The agent decides at once when load reaches a chainlet at zero (its cold-start path);
+// here: whenever that decision happens, any load at all asks for a replica.
+TEST(ReplicaScalerTest, FromZeroAnyLoadScalesUpAtTheNextDecision) {
   AutoscalingSettings s = Settings(0, 5);
   Chainlet c(s, 0);
   c.SetLoad(0);

@@ -241,6 +241,57 @@ TEST(SettingsTest, DescribeChangesNamesEachChangedField) {
             "min_replica 0 -> 2, max_replica 1 -> 3, target_in_flight_tokens unset -> 500");
 }
 
+// Changing any single field must make settings unequal (or an update would be answered
+// UNCHANGED and dropped) and must be described.
+class SettingsFieldTest : public ::testing::TestWithParam<EdgeCase> {};
+
+TEST_P(SettingsFieldTest, ChangingOneFieldIsSeenAndDescribed) {
+  const EdgeCase& c = GetParam();
+  AutoscalingSettings before;
+  before.max_replica = 10;
+  SettingsUpdate update;
+  SetField(update, c.field, c.value);
+  const AutoscalingSettings after = Merge(before, update);
+  EXPECT_NE(after, before);
+  EXPECT_FALSE(after == before);
+  EXPECT_THAT(DescribeChanges(before, after), HasSubstr(c.field + " "));
+  EXPECT_THAT(DescribeChanges(before, after), HasSubstr("-> " + std::to_string(c.value)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryField, SettingsFieldTest,
+    ::testing::Values(EdgeCase{"min_replica", 3, true}, EdgeCase{"max_replica", 11, true},
+                      EdgeCase{"autoscaling_window", 61, true},
+                      EdgeCase{"scale_down_delay", 901, true},
+                      EdgeCase{"concurrency_target", 2, true},
+                      EdgeCase{"target_utilization_percentage", 71, true},
+                      EdgeCase{"target_in_flight_tokens", 500, true},
+                      EdgeCase{"max_scale_down_rate", 49, true}),
+    [](const ::testing::TestParamInfo<EdgeCase>& info) { return info.param.field; });
+
+TEST(SettingsTest, ValidateReportsStoredSettingsThatBreakTheRules) {
+  AutoscalingSettings s;
+  s.min_replica = 2;  // above max_replica 1
+  s.max_scale_down_rate = 0;
+  absl::Status status = Validate(s, "production", kLimits);
+  EXPECT_THAT(FieldViolationsOf(status),
+              ElementsAre(FieldViolation{"min_replica",
+                                         "min_replica (2) must not exceed max_replica (1)"},
+                          FieldViolation{"max_scale_down_rate",
+                                         "must be between 1 and 50 percent, got 0"}));
+  s = AutoscalingSettings{};
+  s.max_replica = 3;
+  EXPECT_THAT(FieldViolationsOf(Validate(s, "development", kLimits)),
+              ElementsAre(FieldViolation{
+                  "max_replica", "is fixed at 1 in development environments, got 3"}));
+}
+
+TEST(SettingsProtoTest, DecisionStatusesMapToTheirProtoNames) {
+  EXPECT_EQ(DecisionStatusToProto(DecisionStatus::kAccepted), v1::ScalingDecision::ACCEPTED);
+  EXPECT_EQ(DecisionStatusToProto(DecisionStatus::kQueued), v1::ScalingDecision::QUEUED);
+  EXPECT_EQ(DecisionStatusToProto(DecisionStatus::kUnchanged), v1::ScalingDecision::UNCHANGED);
+}
+
 TEST(SettingsTest, ReplicaCapacityIsExactInMilliRequests) {
   AutoscalingSettings s;
   EXPECT_EQ(ReplicaCapacityMilli(s), 700);  // 1 × 70 %

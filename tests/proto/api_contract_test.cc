@@ -48,6 +48,50 @@ TEST(ApiContractTest, ServicesHaveTheFixedRpcNames) {
   EXPECT_TRUE(agent->FindMethodByName("WatchScalingDecisions")->server_streaming());
 }
 
+// The field names of DESIGN §10 that scripts and clients use, per message.
+TEST(ApiContractTest, MessagesHaveTheFixedFieldNames) {
+  const std::pair<const google::protobuf::Descriptor*, std::vector<std::string>> cases[] = {
+      {v1::CreateChainRequest::descriptor(), {"chain_id", "name", "chainlet_names"}},
+      {v1::CreateEnvironmentRequest::descriptor(), {"chain_id", "env_name"}},
+      {v1::DeleteEnvironmentRequest::descriptor(), {"chain_id", "env_name"}},
+      {v1::GetChainEnvironmentRequest::descriptor(), {"chain_id", "env_name"}},
+      {v1::UpdateChainletEnvironmentAutoscalingSettingsRequest::descriptor(),
+       {"chain_id", "env_name", "updates"}},
+      {v1::ChainletEnvironmentAutoscalingSettingsUpdate::descriptor(),
+       {"chainlet_name", "autoscaling_settings"}},
+      {v1::UpdateChainletEnvironmentAutoscalingSettingsResponse::descriptor(),
+       {"status", "message"}},
+      {v1::ChainEnvironment::descriptor(), {"chainlet_settings"}},
+      {v1::ChainletEnvironmentSettings::descriptor(),
+       {"chainlet_name", "autoscaling_settings", "revision", "decision"}},
+      {v1::AutoscalingSettings::descriptor(),
+       {"min_replica", "max_replica", "autoscaling_window", "scale_down_delay",
+        "concurrency_target", "target_utilization_percentage", "target_in_flight_tokens",
+        "max_scale_down_rate"}},
+      {v1::ReportLoadRequest::descriptor(), {"reports"}},
+      {v1::LoadReport::descriptor(),
+       {"source_id", "chain_id", "env_name", "chainlet_name", "in_flight_requests",
+        "in_flight_tokens"}},
+      {v1::GetScalingDecisionRequest::descriptor(), {"chain_id", "env_name", "chainlet_name"}},
+      {v1::ScalingDecision::descriptor(),
+       {"desired_replicas", "previous_replicas", "status", "reason", "capped",
+        "scale_down_pending_since", "settings_revision", "decided_at",
+        "avg_in_flight_requests", "avg_in_flight_tokens"}},
+      {v1::SyncHello::descriptor(), {"agent_id", "selector", "last_applied_revision"}},
+  };
+  for (const auto& [descriptor, fields] : cases) {
+    for (const std::string& field : fields) {
+      EXPECT_NE(descriptor->FindFieldByName(field), nullptr)
+          << descriptor->full_name() << " lacks " << field;
+    }
+  }
+  // Settings fields are proto3 optional so "not passed" differs from 0.
+  const auto* settings = v1::AutoscalingSettings::descriptor();
+  for (int i = 0; i < settings->field_count(); ++i) {
+    EXPECT_TRUE(settings->field(i)->has_presence()) << settings->field(i)->name();
+  }
+}
+
 TEST(ApiContractTest, UpdateStatusesPrintAsBaseten) {
   v1::UpdateChainletEnvironmentAutoscalingSettingsResponse response;
   JsonPrintOptions options;

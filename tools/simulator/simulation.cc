@@ -49,7 +49,10 @@ absl::StatusOr<SimulationSummary> RunSimulation(const SimulationOptions& options
     const absl::Time now = start + absl::Seconds(static_cast<int64_t>(i));
     LoadSample sample{load[i].requests * 1000, std::nullopt};
     if (settings.target_in_flight_tokens.has_value()) sample.tokens = load[i].tokens;
-    window.Report("trace-router", sample, now);
+    if (absl::Status s = window.Report("trace-router", sample, now); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("at ", Elapsed(static_cast<int64_t>(i)), ": ",
+                                                 s.message()));
+    }
     const ScaleDecision d = scaler.Decide(settings, window.Average(now), now);
 
     ++summary.seconds;
