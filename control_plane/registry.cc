@@ -1,0 +1,430 @@
+#include "control_plane/registry.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/field_violations.h"
+#include "common/names.h"
+#include "common/settings_proto.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace chainscale {
+namespace {
+
+using Violations = std::vector<FieldViolation>;
+
+void CheckName(absl::string_view field, absl::string_view name,
+               std::optional<std::string> (*problem)(absl::string_view), Violations* out) {
+  if (std::optional<std::string> p = problem(name)) out->push_back({std::string(field), *p});
+}
+
+absl::Status ToStatus(const Violations& violations) {
+  return violations.empty() ? absl::OkStatus() : InvalidArgumentWithViolations(violations);
+}
+
+v1::ChainletKey MakeKey(absl::string_view chain_id, absl::string_view env_name,
+                        absl::string_view chainlet_name) {
+  v1::ChainletKey key;
+  key.set_chain_id(std::string(chain_id));
+  key.set_env_name(std::string(env_name));
+  key.set_chainlet_name(std::string(chainlet_name));
+  return key;
+}
+
+v1::ChainletState MakeState(v1::ChainletKey key, const AutoscalingSettings& settings,
+                            int64_t revision) {
+  v1::ChainletState state;
+  *state.mutable_key() = std::move(key);
+  *state.mutable_settings() = SettingsToProto(settings);
+  state.set_revision(revision);
+  return state;
+}
+
+// Effective settings of a stored chainlet.
+AutoscalingSettings StoredSettings(const v1::ChainletState& state) {
+  return Merge(DefaultSettings(state.key().env_name()), UpdateFromProto(state.settings()));
+}
+
+bool HasEnvironment(const v1::Chain& chain, absl::string_view env_name) {
+  return std::find(chain.environments().begin(), chain.environments().end(), env_name) !=
+         chain.environments().end();
+}
+
+bool HasChainlet(const v1::Chain& chain, absl::string_view chainlet_name) {
+  return std::find(chain.chainlet_names().begin(), chain.chainlet_names().end(),
+                   chainlet_name) != chain.chainlet_names().end();
+}
+
+absl::Status UnknownChainlets(const std::vector<std::string>& names, const v1::Chain& chain) {
+  return absl::NotFoundError(absl::StrCat(
+      names.size() == 1 ? "chainlet " : "chainlets ", "\"", absl::StrJoin(names, "\", \""),
+      "\" not found in chain \"", chain.chain_id(), "\" (it has \"",
+      absl::StrJoin(chain.chainlet_names(), "\", \""), "\")"));
+}
+
+// Checks the shape of a list of per-chainlet settings (an update, or initial settings):
+// names present and unique, settings present. `field` names the list in violations.
+void CheckSettingsList(
+    absl::string_view field,
+    const google::protobuf::RepeatedPtrField<v1::ChainletEnvironmentAutoscalingSettingsUpdate>&
+        entries,
+    Violations* out) {
+  absl::flat_hash_map<std::string, int> first_index;
+  for (int i = 0; i < entries.size(); ++i) {
+    const auto& entry = entries[i];
+    const std::string prefix = absl::StrCat(field, "[", i, "].");
+    if (entry.chainlet_name().empty()) {
+      out->push_back({prefix + "chainlet_name", "must not be empty"});
+    } else if (auto [it, inserted] = first_index.try_emplace(entry.chainlet_name(), i);
+               !inserted) {
+      out->push_back({prefix + "chainlet_name",
+                      absl::StrCat("\"", entry.chainlet_name(), "\" is already updated by ",
+                                   field, "[", it->second, "]; name each chainlet once")});
+    }
+    if (!entry.has_autoscaling_settings()) {
+      out->push_back({prefix + "autoscaling_settings", "is required"});
+    }
+  }
+}
+
+v1::ChainEnvironment BuildEnvironment(const v1::Chain& chain, absl::string_view env_name,
+                                      const std::vector<v1::ChainletState>& states) {
+  absl::flat_hash_map<std::string, const v1::ChainletState*> by_name;
+  for (const v1::ChainletState& s : states) by_name[s.key().chainlet_name()] = &s;
+  v1::ChainEnvironment env;
+  env.set_chain_id(chain.chain_id());
+  env.set_env_name(std::string(env_name));
+  for (const std::string& name : chain.chainlet_names()) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) continue;  // cannot happen: every chainlet is in every env
+    v1::ChainletEnvironmentSettings* out = env.add_chainlet_settings();
+    out->set_chainlet_name(name);
+    *out->mutable_autoscaling_settings() = SettingsToProto(StoredSettings(*it->second));
+    out->set_revision(it->second->revision());
+    if (it->second->has_decision()) *out->mutable_decision() = it->second->decision();
+  }
+  return env;
+}
+
+void SortEnvironments(v1::Chain* chain) {
+  std::sort(chain->mutable_environments()->begin(), chain->mutable_environments()->end());
+}
+
+}  // namespace
+
+Registry::Registry(Store* store, RegistryOptions options, const Clock& clock)
+    : store_(store), options_(std::move(options)), clock_(clock) {}
+
+absl::StatusOr<v1::Chain> Registry::LoadChain(absl::string_view chain_id) const {
+  Violations violations;
+  CheckName("chain_id", chain_id, ChainIdProblem, &violations);
+  if (!violations.empty()) return ToStatus(violations);
+  return store_->GetChain(chain_id);
+}
+
+absl::StatusOr<v1::Chain> Registry::LoadChainWithEnvironment(absl::string_view chain_id,
+                                                             absl::string_view env_name) const {
+  Violations violations;
+  CheckName("chain_id", chain_id, ChainIdProblem, &violations);
+  CheckName("env_name", env_name, EnvironmentNameProblem, &violations);
+  if (!violations.empty()) return ToStatus(violations);
+  absl::StatusOr<v1::Chain> chain = store_->GetChain(chain_id);
+  if (!chain.ok()) return chain.status();
+  if (!HasEnvironment(*chain, env_name)) {
+    return absl::NotFoundError(absl::StrCat("environment \"", env_name, "\" not found in chain \"",
+                                            chain_id, "\" (it has \"",
+                                            absl::StrJoin(chain->environments(), "\", \""),
+                                            "\")"));
+  }
+  return chain;
+}
+
+std::string Registry::NewChainId() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string id(12, 'a');
+  for (char& c : id) c = kAlphabet[absl::Uniform<size_t>(random_, 0, sizeof(kAlphabet) - 1)];
+  return id;
+}
+
+absl::StatusOr<v1::Chain> Registry::CreateChain(const v1::CreateChainRequest& request) {
+  Violations violations;
+  if (!request.chain_id().empty()) {
+    CheckName("chain_id", request.chain_id(), ChainIdProblem, &violations);
+  }
+  if (static_cast<int>(request.name().size()) > options_.max_name_length) {
+    violations.push_back({"name", absl::StrCat("must be at most ", options_.max_name_length,
+                                               " characters, got ", request.name().size())});
+  }
+  if (request.chainlet_names().empty()) {
+    violations.push_back({"chainlet_names", "must name at least one chainlet"});
+  } else if (request.chainlet_names_size() > options_.max_chainlets_per_chain) {
+    violations.push_back(
+        {"chainlet_names", absl::StrCat("at most ", options_.max_chainlets_per_chain,
+                                        " chainlets per chain, got ",
+                                        request.chainlet_names_size())});
+  }
+  absl::flat_hash_map<std::string, int> first_index;
+  for (int i = 0; i < request.chainlet_names_size(); ++i) {
+    const std::string field = absl::StrCat("chainlet_names[", i, "]");
+    const std::string& name = request.chainlet_names(i);
+    CheckName(field, name, ChainletNameProblem, &violations);
+    if (auto [it, inserted] = first_index.try_emplace(name, i); !inserted) {
+      violations.push_back({field, absl::StrCat("\"", name, "\" duplicates chainlet_names[",
+                                                it->second, "]")});
+    }
+  }
+  if (!violations.empty()) return ToStatus(violations);
+
+  absl::MutexLock lock(&write_mu_);
+  std::string chain_id = request.chain_id();
+  if (chain_id.empty()) {
+    // 36^12 ids: a collision is astronomically rare, but never overwrite.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      chain_id = NewChainId();
+      if (absl::IsNotFound(store_->GetChain(chain_id).status())) break;
+    }
+  }
+  absl::StatusOr<v1::Chain> existing = store_->GetChain(chain_id);
+  if (existing.ok()) {
+    return absl::AlreadyExistsError(absl::StrCat("chain \"", chain_id, "\" already exists"));
+  }
+  if (!absl::IsNotFound(existing.status())) return existing.status();
+
+  const int64_t revision = store_->revision() + 1;
+  StoreMutation mutation;
+  mutation.change.set_revision(revision);
+  v1::Chain chain;
+  chain.set_chain_id(chain_id);
+  chain.set_name(request.name().empty() ? chain_id : request.name());
+  *chain.mutable_chainlet_names() = request.chainlet_names();
+  chain.add_environments(std::string(kDevelopmentEnvironment));
+  chain.add_environments(std::string(kProductionEnvironment));
+  SortEnvironments(&chain);
+  *chain.mutable_create_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_.Now()));
+  chain.set_revision(revision);
+  for (const std::string& env : chain.environments()) {
+    for (const std::string& name : chain.chainlet_names()) {
+      *mutation.change.add_upserts() =
+          MakeState(MakeKey(chain_id, env, name), DefaultSettings(env), revision);
+    }
+  }
+  mutation.chain_puts.push_back(chain);
+  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  return chain;
+}
+
+absl::StatusOr<v1::Chain> Registry::GetChain(absl::string_view chain_id) const {
+  return LoadChain(chain_id);
+}
+
+absl::StatusOr<v1::ListChainsResponse> Registry::ListChains(
+    const v1::ListChainsRequest& request) const {
+  if (request.page_size() < 0) {
+    return InvalidArgumentWithViolations(
+        {{"page_size", absl::StrCat("must not be negative, got ", request.page_size())}});
+  }
+  const int page_size = request.page_size() == 0
+                            ? options_.default_page_size
+                            : std::min(request.page_size(), options_.max_page_size);
+  std::string start_after;
+  if (!request.page_token().empty() &&
+      !absl::WebSafeBase64Unescape(request.page_token(), &start_after)) {
+    return InvalidArgumentWithViolations(
+        {{"page_token", "is not a token returned by ListChains"}});
+  }
+  absl::StatusOr<std::vector<v1::Chain>> chains = store_->ListChains(start_after, page_size + 1);
+  if (!chains.ok()) return chains.status();
+  v1::ListChainsResponse response;
+  for (int i = 0; i < static_cast<int>(chains->size()) && i < page_size; ++i) {
+    *response.add_chains() = std::move((*chains)[i]);
+  }
+  if (static_cast<int>(chains->size()) > page_size) {
+    response.set_next_page_token(
+        absl::WebSafeBase64Escape(response.chains(page_size - 1).chain_id()));
+  }
+  return response;
+}
+
+absl::StatusOr<int64_t> Registry::DeleteChain(absl::string_view chain_id) {
+  absl::MutexLock lock(&write_mu_);
+  absl::StatusOr<v1::Chain> chain = LoadChain(chain_id);
+  if (!chain.ok()) return chain.status();
+  absl::StatusOr<std::vector<v1::ChainletState>> chainlets = store_->ListChainlets(chain_id, "");
+  if (!chainlets.ok()) return chainlets.status();
+  StoreMutation mutation;
+  mutation.change.set_revision(store_->revision() + 1);
+  for (const v1::ChainletState& state : *chainlets) *mutation.change.add_removals() = state.key();
+  mutation.chain_deletes.push_back(std::string(chain_id));
+  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  return mutation.change.revision();
+}
+
+absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
+    const v1::CreateEnvironmentRequest& request) {
+  Violations violations;
+  CheckName("env_name", request.env_name(), EnvironmentNameProblem, &violations);
+  CheckSettingsList("initial_settings", request.initial_settings(), &violations);
+  if (!violations.empty()) return ToStatus(violations);
+
+  absl::MutexLock lock(&write_mu_);
+  absl::StatusOr<v1::Chain> chain = LoadChain(request.chain_id());
+  if (!chain.ok()) return chain.status();
+  const std::string& env = request.env_name();
+  if (HasEnvironment(*chain, env)) {
+    return absl::AlreadyExistsError(absl::StrCat("environment \"", env,
+                                                 "\" already exists in chain \"",
+                                                 request.chain_id(), "\""));
+  }
+  if (chain->environments_size() >= options_.max_environments_per_chain) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("chain \"", request.chain_id(), "\" already has ",
+                     chain->environments_size(), " environments, the most allowed"));
+  }
+  std::vector<std::string> unknown;
+  std::map<std::string, AutoscalingSettings> initial;
+  for (int i = 0; i < request.initial_settings_size(); ++i) {
+    const auto& entry = request.initial_settings(i);
+    if (!HasChainlet(*chain, entry.chainlet_name())) {
+      unknown.push_back(entry.chainlet_name());
+      continue;
+    }
+    absl::StatusOr<AutoscalingSettings> merged = MergeAndValidate(
+        DefaultSettings(env), UpdateFromProto(entry.autoscaling_settings()), env,
+        options_.settings_limits, absl::StrCat("initial_settings[", i, "].autoscaling_settings."));
+    if (!merged.ok()) {
+      for (FieldViolation& v : FieldViolationsOf(merged.status())) violations.push_back(v);
+      continue;
+    }
+    initial[entry.chainlet_name()] = *merged;
+  }
+  if (!unknown.empty()) return UnknownChainlets(unknown, *chain);
+  if (!violations.empty()) return ToStatus(violations);
+
+  const int64_t revision = store_->revision() + 1;
+  StoreMutation mutation;
+  mutation.change.set_revision(revision);
+  std::vector<v1::ChainletState> states;
+  for (const std::string& name : chain->chainlet_names()) {
+    auto it = initial.find(name);
+    states.push_back(MakeState(MakeKey(chain->chain_id(), env, name),
+                               it == initial.end() ? DefaultSettings(env) : it->second,
+                               revision));
+    *mutation.change.add_upserts() = states.back();
+  }
+  chain->add_environments(env);
+  SortEnvironments(&*chain);
+  mutation.chain_puts.push_back(*chain);
+  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  return BuildEnvironment(*chain, env, states);
+}
+
+absl::StatusOr<int64_t> Registry::DeleteEnvironment(absl::string_view chain_id,
+                                                    absl::string_view env_name) {
+  if (env_name == kProductionEnvironment) {
+    return absl::FailedPreconditionError(
+        "the production environment cannot be deleted; delete the chain instead");
+  }
+  absl::MutexLock lock(&write_mu_);
+  absl::StatusOr<v1::Chain> chain = LoadChainWithEnvironment(chain_id, env_name);
+  if (!chain.ok()) return chain.status();
+  StoreMutation mutation;
+  mutation.change.set_revision(store_->revision() + 1);
+  for (const std::string& name : chain->chainlet_names()) {
+    *mutation.change.add_removals() = MakeKey(chain_id, env_name, name);
+  }
+  auto* envs = chain->mutable_environments();
+  envs->erase(std::remove(envs->begin(), envs->end(), env_name), envs->end());
+  mutation.chain_puts.push_back(*chain);
+  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  return mutation.change.revision();
+}
+
+absl::StatusOr<v1::ChainEnvironment> Registry::GetChainEnvironment(
+    absl::string_view chain_id, absl::string_view env_name) const {
+  absl::StatusOr<v1::Chain> chain = LoadChainWithEnvironment(chain_id, env_name);
+  if (!chain.ok()) return chain.status();
+  absl::StatusOr<std::vector<v1::ChainletState>> states =
+      store_->ListChainlets(chain_id, env_name);
+  if (!states.ok()) return states.status();
+  return BuildEnvironment(*chain, env_name, *states);
+}
+
+absl::StatusOr<UpdateOutcome> Registry::UpdateSettings(
+    const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest& request) {
+  Violations violations;
+  if (request.updates().empty()) {
+    violations.push_back({"updates", "must hold at least one chainlet's settings"});
+  } else if (request.updates_size() > options_.max_chainlets_per_chain) {
+    violations.push_back({"updates", absl::StrCat("at most ", options_.max_chainlets_per_chain,
+                                                  " updates per request, got ",
+                                                  request.updates_size())});
+  }
+  CheckSettingsList("updates", request.updates(), &violations);
+  if (!violations.empty()) return ToStatus(violations);
+
+  absl::MutexLock lock(&write_mu_);
+  const std::string& env = request.env_name();
+  absl::StatusOr<v1::Chain> chain = LoadChainWithEnvironment(request.chain_id(), env);
+  if (!chain.ok()) return chain.status();
+  absl::StatusOr<std::vector<v1::ChainletState>> stored =
+      store_->ListChainlets(request.chain_id(), env);
+  if (!stored.ok()) return stored.status();
+  absl::flat_hash_map<std::string, const v1::ChainletState*> by_name;
+  for (const v1::ChainletState& s : *stored) by_name[s.key().chainlet_name()] = &s;
+
+  std::vector<std::string> unknown;
+  std::vector<std::pair<const v1::ChainletState*, AutoscalingSettings>> changed;
+  std::vector<std::string> descriptions;
+  for (int i = 0; i < request.updates_size(); ++i) {
+    const auto& update = request.updates(i);
+    auto it = by_name.find(update.chainlet_name());
+    if (it == by_name.end()) {
+      unknown.push_back(update.chainlet_name());
+      continue;
+    }
+    const AutoscalingSettings before = StoredSettings(*it->second);
+    absl::StatusOr<AutoscalingSettings> merged = MergeAndValidate(
+        before, UpdateFromProto(update.autoscaling_settings()), env, options_.settings_limits,
+        absl::StrCat("updates[", i, "].autoscaling_settings."));
+    if (!merged.ok()) {
+      for (FieldViolation& v : FieldViolationsOf(merged.status())) violations.push_back(v);
+      continue;
+    }
+    if (*merged != before) {
+      descriptions.push_back(
+          absl::StrCat(update.chainlet_name(), ": ", DescribeChanges(before, *merged)));
+      changed.emplace_back(it->second, *merged);
+    }
+  }
+  if (!unknown.empty()) return UnknownChainlets(unknown, *chain);
+  if (!violations.empty()) return ToStatus(violations);
+
+  UpdateOutcome outcome;
+  if (changed.empty()) {
+    outcome.revision = store_->revision();
+    outcome.message = absl::StrCat("no change: the settings given already apply in ",
+                                   request.chain_id(), "/", env);
+    return outcome;
+  }
+  StoreMutation mutation;
+  mutation.change.set_revision(store_->revision() + 1);
+  for (const auto& [state, settings] : changed) {
+    *mutation.change.add_upserts() =
+        MakeState(state->key(), settings, mutation.change.revision());
+  }
+  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  outcome.changed = true;
+  outcome.revision = mutation.change.revision();
+  outcome.message = absl::StrCat("revision ", outcome.revision, " of ", request.chain_id(), "/",
+                                 env, ": ", absl::StrJoin(descriptions, "; "));
+  return outcome;
+}
+
+}  // namespace chainscale
