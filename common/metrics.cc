@@ -1,0 +1,74 @@
+#include "common/metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace chainscale {
+
+std::string RenderLabels(const MetricLabels& labels) {
+  if (labels.empty()) return "";
+  std::string out = "{";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const std::string value = absl::StrReplaceAll(
+        labels[i].second, {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
+    absl::StrAppend(&out, i == 0 ? "" : ",", labels[i].first, "=\"", value, "\"");
+  }
+  out.push_back('}');
+  return out;
+}
+
+void Metrics::Describe(absl::string_view name, absl::string_view type, absl::string_view help) {
+  absl::MutexLock lock(&mu_);
+  Family& family = families_[std::string(name)];
+  family.type = std::string(type);
+  family.help = std::string(help);
+}
+
+void Metrics::Add(absl::string_view name, const MetricLabels& labels, double delta) {
+  const std::string key = RenderLabels(labels);
+  absl::MutexLock lock(&mu_);
+  families_[std::string(name)].samples[key] += delta;
+}
+
+void Metrics::Set(absl::string_view name, const MetricLabels& labels, double value) {
+  const std::string key = RenderLabels(labels);
+  absl::MutexLock lock(&mu_);
+  families_[std::string(name)].samples[key] = value;
+}
+
+void Metrics::AddCollector(std::function<void(std::string*)> collector) {
+  absl::MutexLock lock(&mu_);
+  collectors_.push_back(std::move(collector));
+}
+
+void Metrics::RecordRpc(absl::string_view method, absl::string_view code,
+                        absl::Duration elapsed) {
+  Add("chainscale_rpc_requests_total",
+      {{"method", std::string(method)}, {"code", std::string(code)}});
+  // A summary without quantiles: its _sum and _count samples live in one family.
+  const std::string labels = RenderLabels({{"method", std::string(method)}});
+  absl::MutexLock lock(&mu_);
+  Family& family = families_["chainscale_rpc_duration_seconds"];
+  family.samples["_sum" + labels] += absl::ToDoubleSeconds(elapsed);
+  family.samples["_count" + labels] += 1;
+}
+
+std::string Metrics::Render() const {
+  std::string out;
+  std::vector<std::function<void(std::string*)>> collectors;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, family] : families_) {
+      if (!family.help.empty()) absl::StrAppend(&out, "# HELP ", name, " ", family.help, "\n");
+      if (!family.type.empty()) absl::StrAppend(&out, "# TYPE ", name, " ", family.type, "\n");
+      for (const auto& [labels, value] : family.samples) {
+        absl::StrAppend(&out, name, labels, " ", value, "\n");
+      }
+    }
+    collectors = collectors_;
+  }
+  for (const auto& collect : collectors) collect(&out);
+  return out;
+}
+
+}  // namespace chainscale

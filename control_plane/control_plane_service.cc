@@ -1,0 +1,115 @@
+#include "control_plane/control_plane_service.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_auth.h"
+#include "common/grpc_status.h"
+
+namespace chainscale {
+
+ControlPlaneService::ControlPlaneService(ApiKeys api_keys, Metrics* metrics)
+    : api_keys_(std::move(api_keys)), metrics_(metrics) {}
+
+template <typename Call>
+grpc::Status ControlPlaneService::Serve(const char* method, grpc::ServerContext* context,
+                                        Call call) {
+  const absl::Time start = absl::Now();
+  absl::Status status = AuthorizeCall(api_keys_, *context);
+  if (status.ok()) {
+    Registry* registry = registry_.load();
+    status = registry == nullptr
+                 ? absl::UnavailableError("the control plane is still opening its store")
+                 : call(*registry);
+  }
+  metrics_->RecordRpc(method, absl::StatusCodeToString(status.code()), absl::Now() - start);
+  return ToGrpcStatus(status);
+}
+
+// Copies a StatusOr's value into a response, passing its status on.
+template <typename T>
+absl::Status Into(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return result.status();
+  *response = *std::move(result);
+  return absl::OkStatus();
+}
+
+grpc::Status ControlPlaneService::CreateChain(grpc::ServerContext* context,
+                                              const v1::CreateChainRequest* request,
+                                              v1::Chain* response) {
+  return Serve("CreateChain", context,
+               [&](Registry& r) { return Into(r.CreateChain(*request), response); });
+}
+
+grpc::Status ControlPlaneService::GetChain(grpc::ServerContext* context,
+                                           const v1::GetChainRequest* request,
+                                           v1::Chain* response) {
+  return Serve("GetChain", context,
+               [&](Registry& r) { return Into(r.GetChain(request->chain_id()), response); });
+}
+
+grpc::Status ControlPlaneService::ListChains(grpc::ServerContext* context,
+                                             const v1::ListChainsRequest* request,
+                                             v1::ListChainsResponse* response) {
+  return Serve("ListChains", context,
+               [&](Registry& r) { return Into(r.ListChains(*request), response); });
+}
+
+grpc::Status ControlPlaneService::DeleteChain(grpc::ServerContext* context,
+                                              const v1::DeleteChainRequest* request,
+                                              v1::DeleteChainResponse* response) {
+  return Serve("DeleteChain", context, [&](Registry& r) {
+    absl::StatusOr<int64_t> revision = r.DeleteChain(request->chain_id());
+    if (revision.ok()) response->set_revision(*revision);
+    return revision.status();
+  });
+}
+
+grpc::Status ControlPlaneService::CreateEnvironment(grpc::ServerContext* context,
+                                                    const v1::CreateEnvironmentRequest* request,
+                                                    v1::ChainEnvironment* response) {
+  return Serve("CreateEnvironment", context,
+               [&](Registry& r) { return Into(r.CreateEnvironment(*request), response); });
+}
+
+grpc::Status ControlPlaneService::DeleteEnvironment(grpc::ServerContext* context,
+                                                    const v1::DeleteEnvironmentRequest* request,
+                                                    v1::DeleteEnvironmentResponse* response) {
+  return Serve("DeleteEnvironment", context, [&](Registry& r) {
+    absl::StatusOr<int64_t> revision =
+        r.DeleteEnvironment(request->chain_id(), request->env_name());
+    if (revision.ok()) response->set_revision(*revision);
+    return revision.status();
+  });
+}
+
+grpc::Status ControlPlaneService::GetChainEnvironment(
+    grpc::ServerContext* context, const v1::GetChainEnvironmentRequest* request,
+    v1::ChainEnvironment* response) {
+  return Serve("GetChainEnvironment", context, [&](Registry& r) {
+    return Into(r.GetChainEnvironment(request->chain_id(), request->env_name()), response);
+  });
+}
+
+grpc::Status ControlPlaneService::UpdateChainletEnvironmentAutoscalingSettings(
+    grpc::ServerContext* context,
+    const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest* request,
+    v1::UpdateChainletEnvironmentAutoscalingSettingsResponse* response) {
+  using Response = v1::UpdateChainletEnvironmentAutoscalingSettingsResponse;
+  return Serve("UpdateChainletEnvironmentAutoscalingSettings", context, [&](Registry& r) {
+    absl::StatusOr<UpdateOutcome> outcome = r.UpdateSettings(*request);
+    if (!outcome.ok()) return outcome.status();
+    if (!outcome->changed) {
+      response->set_status(Response::UNCHANGED);
+      response->set_message(outcome->message);
+      return absl::OkStatus();
+    }
+    // Stored durably; agents receive it when they (re)connect.
+    response->set_status(Response::QUEUED);
+    response->set_message(
+        absl::StrCat(outcome->message, " (stored; agents apply it when they connect)"));
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace chainscale

@@ -1,0 +1,134 @@
+#include "control_plane/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_builder.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace chainscale {
+namespace {
+
+constexpr char kServiceName[] = "chainscale.v1.ControlPlane";
+
+}  // namespace
+
+ControlPlaneServer::ControlPlaneServer(ControlPlaneOptions options)
+    : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
+    ControlPlaneOptions options) {
+  if (options.api_keys.empty() && !options.insecure) {
+    return absl::FailedPreconditionError(
+        "no API keys configured: pass --api_keys_file or set CHAINSCALE_API_KEYS "
+        "(or --insecure for a local demo without keys)");
+  }
+  std::unique_ptr<ControlPlaneServer> server(new ControlPlaneServer(std::move(options)));
+  if (absl::Status s = server->StartServing(); !s.ok()) return s;
+  if (absl::Status s = server->OpenStore(); !s.ok()) {
+    server->Shutdown(absl::ZeroDuration());
+    return s;
+  }
+  server->SetServing(true);
+  LogInfo("control plane serving",
+          {{"grpc", absl::StrCat(server->grpc_port_)},
+           {"http", absl::StrCat(server->http_port_)},
+           {"data_dir", server->options_.data_dir},
+           {"revision", absl::StrCat(server->store_->revision())},
+           {"cluster_id", server->store_->cluster_id()},
+           {"auth", server->options_.api_keys.empty() ? "off (--insecure)" : "api keys"}});
+  return server;
+}
+
+absl::Status ControlPlaneServer::StartServing() {
+  metrics_.Describe("chainscale_rpc_requests_total", "counter",
+                    "Management RPCs handled, by method and status code.");
+  metrics_.Describe("chainscale_rpc_duration_seconds", "summary",
+                    "Time spent in management RPCs, by method.");
+  metrics_.AddCollector([this](std::string* out) {
+    if (!serving_.load()) return;
+    absl::StrAppend(out,
+                    "# HELP chainscale_settings_revision Latest committed settings revision.\n"
+                    "# TYPE chainscale_settings_revision gauge\n"
+                    "chainscale_settings_revision ",
+                    store_->revision(), "\n");
+  });
+
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options_.tls);
+  if (!credentials.ok()) return credentials.status();
+  service_ = std::make_unique<ControlPlaneService>(options_.api_keys, &metrics_);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options_.listen));
+  }
+  SetServing(false);
+
+  if (!options_.http_listen.empty()) {
+    http_.routes().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
+    });
+    http_.routes().Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+      const bool serving = serving_.load();
+      res.status = serving ? 200 : 503;
+      res.set_content(serving ? "SERVING\n" : "NOT_SERVING\n", "text/plain");
+    });
+    absl::StatusOr<int> port = http_.Start(options_.http_listen);
+    if (!port.ok()) return port.status();
+    http_port_ = *port;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ControlPlaneServer::OpenStore() {
+  std::error_code error;
+  std::filesystem::create_directories(options_.data_dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create --data_dir ", options_.data_dir, ": ", error.message()));
+  }
+  StoreOptions store_options;
+  store_options.path = options_.data_dir;
+  store_options.log_retention = options_.log_retention;
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(store_options);
+  if (!store.ok()) return store.status();
+  store_ = *std::move(store);
+  registry_ = std::make_unique<Registry>(store_.get(), options_.registry, RealClock::Get());
+  service_->SetRegistry(registry_.get());
+  return absl::OkStatus();
+}
+
+void ControlPlaneServer::SetServing(bool serving) {
+  serving_.store(serving);
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(serving);
+  health->SetServingStatus(kServiceName, serving);
+}
+
+void ControlPlaneServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    SetServing(false);
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  }
+  http_.Stop();
+  if (service_ != nullptr) service_->SetRegistry(nullptr);
+  registry_.reset();
+  store_.reset();
+}
+
+ControlPlaneServer::~ControlPlaneServer() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace chainscale

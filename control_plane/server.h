@@ -1,0 +1,75 @@
+// ControlPlaneServer: opens the store and serves the management API over gRPC (with
+// health and reflection) and /metrics over HTTP. main.cc turns flags into
+// ControlPlaneOptions and calls Start.
+#ifndef CHAINSCALE_CONTROL_PLANE_SERVER_H_
+#define CHAINSCALE_CONTROL_PLANE_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/auth.h"
+#include "common/http_server.h"
+#include "common/metrics.h"
+#include "common/tls.h"
+#include "control_plane/control_plane_service.h"
+#include "control_plane/registry.h"
+#include "control_plane/store.h"
+
+namespace chainscale {
+
+struct ControlPlaneOptions {
+  std::string listen = "127.0.0.1:50051";     // gRPC host:port; port 0 picks one
+  std::string http_listen = "127.0.0.1:8080";  // /metrics and /healthz; empty disables
+  std::string data_dir = "./data/control-plane";
+  ApiKeys api_keys;      // management callers
+  ApiKeys agent_tokens;  // agents on the Sync stream
+  bool insecure = false;  // allow starting without keys (local demos)
+  TlsFiles tls;
+  absl::Duration ack_timeout = absl::Seconds(2);
+  int64_t log_retention = 100'000;
+  int max_message_bytes = 4 << 20;
+  RegistryOptions registry;
+};
+
+class ControlPlaneServer {
+ public:
+  // Starts serving (health NOT_SERVING), opens the store, then reports SERVING.
+  // FAILED_PRECONDITION without keys unless insecure; UNAVAILABLE when a port cannot be
+  // bound; the store's error when it cannot be opened.
+  static absl::StatusOr<std::unique_ptr<ControlPlaneServer>> Start(ControlPlaneOptions options);
+  ~ControlPlaneServer();
+
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
+  const Store& store() const { return *store_; }
+
+  // Reports NOT_SERVING, stops taking calls, lets running ones finish (up to `grace`),
+  // then closes the store. Idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+
+ private:
+  explicit ControlPlaneServer(ControlPlaneOptions options);
+  absl::Status StartServing();
+  absl::Status OpenStore();
+  void SetServing(bool serving);
+
+  const ControlPlaneOptions options_;
+  Metrics metrics_;
+  std::unique_ptr<ControlPlaneService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  HttpServer http_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Registry> registry_;
+  std::atomic<bool> serving_{false};
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace chainscale
+
+#endif  // CHAINSCALE_CONTROL_PLANE_SERVER_H_
