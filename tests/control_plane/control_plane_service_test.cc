@@ -4,7 +4,6 @@
 #include <grpcpp/support/error_details.h>
 #include <httplib.h>
 
-#include <filesystem>
 #include <string>
 
 #include "chainscale/v1/control_plane.grpc.pb.h"
@@ -14,6 +13,7 @@
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/raw_grpc.h"
+#include "tests/testing/temp_dir.h"
 
 namespace chainscale {
 namespace {
@@ -26,14 +26,10 @@ constexpr char kKey[] = "test-key-0123456789";
 class ControlPlaneServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("cp_service_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
     ControlPlaneOptions options;
     options.listen = "127.0.0.1:0";
     options.http_listen = "127.0.0.1:0";
-    options.data_dir = dir_.string();
+    options.data_dir = dir_.str();
     options.api_keys = ApiKeys({kKey, "second-key"});
     options.max_message_bytes = 64 * 1024;
     absl::StatusOr<std::unique_ptr<ControlPlaneServer>> server =
@@ -45,10 +41,7 @@ class ControlPlaneServiceTest : public ::testing::Test {
     stub_ = v1::ControlPlane::NewStub(channel_);
   }
 
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { server_.reset(); }
 
   // A context carrying `authorization`, with a deadline so no call can hang a test.
   static std::unique_ptr<grpc::ClientContext> Context(
@@ -80,7 +73,7 @@ class ControlPlaneServiceTest : public ::testing::Test {
                                                                response);
   }
 
-  std::filesystem::path dir_;
+  testing::ScopedTempDir dir_;
   std::unique_ptr<ControlPlaneServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ControlPlane::Stub> stub_;
@@ -262,10 +255,11 @@ TEST_F(ControlPlaneServiceTest, MetricsCountCallsByMethodAndCode) {
 }
 
 TEST(ControlPlaneServerTest, RefusesToStartWithoutKeysUnlessInsecure) {
+  testing::ScopedTempDir dir;
   ControlPlaneOptions options;
   options.listen = "127.0.0.1:0";
   options.http_listen = "";
-  options.data_dir = ::testing::TempDir() + "/cp_no_keys_" + std::to_string(::getpid());
+  options.data_dir = dir.str();
   absl::StatusOr<std::unique_ptr<ControlPlaneServer>> server = ControlPlaneServer::Start(options);
   EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(server.status().message(), HasSubstr("--api_keys_file"));
@@ -273,7 +267,6 @@ TEST(ControlPlaneServerTest, RefusesToStartWithoutKeysUnlessInsecure) {
   server = ControlPlaneServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   (*server)->Shutdown();
-  std::filesystem::remove_all(options.data_dir);
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 // UNCHANGED detection, atomicity, and every error with its code and field.
 #include "control_plane/registry.h"
 
-#include <filesystem>
 #include <string>
 
 #include "common/field_violations.h"
@@ -10,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/temp_dir.h"
 
 namespace chainscale {
 namespace {
@@ -22,12 +22,8 @@ using UpdateRequest = v1::UpdateChainletEnvironmentAutoscalingSettingsRequest;
 class RegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("registry_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
     StoreOptions options;
-    options.path = dir_.string();
+    options.path = dir_.str();
     options.sync_writes = false;  // durability is the store test's subject
     store_ = Store::Open(options).value();
     RegistryOptions registry_options;
@@ -38,7 +34,6 @@ class RegistryTest : public ::testing::Test {
   void TearDown() override {
     registry_.reset();
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   v1::Chain Create(const std::string& id, std::vector<std::string> chainlets) {
@@ -75,7 +70,7 @@ class RegistryTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_;
-  std::filesystem::path dir_;
+  testing::ScopedTempDir dir_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Registry> registry_;
 };

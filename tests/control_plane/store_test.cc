@@ -2,11 +2,11 @@
 // commits, a revision that never goes back (also across reopen), retention, snapshots.
 #include "control_plane/store.h"
 
-#include <filesystem>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace chainscale {
 namespace {
@@ -47,29 +47,20 @@ StoreMutation CreateChain(const std::string& chain, int64_t revision) {
 
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("store_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    Reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void SetUp() override { Reopen(); }
+  void TearDown() override { store_.reset(); }
 
   void Reopen(int64_t retention = 100'000) {
     store_.reset();
     StoreOptions options;
-    options.path = dir_.string();
+    options.path = dir_.str();
     options.log_retention = retention;
     absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
   }
 
-  std::filesystem::path dir_;
+  testing::ScopedTempDir dir_;
   std::unique_ptr<Store> store_;
 };
 
