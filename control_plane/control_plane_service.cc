@@ -8,14 +8,27 @@
 
 namespace chainscale {
 
-ControlPlaneService::ControlPlaneService(ApiKeys api_keys, Metrics* metrics)
-    : api_keys_(std::move(api_keys)), metrics_(metrics) {}
+ControlPlaneService::ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics)
+    : options_(std::move(options)), metrics_(metrics) {}
+
+void ControlPlaneService::SetBackends(Registry* registry, SyncHub* hub, Store* store) {
+  hub_.store(hub);
+  store_.store(store);
+  registry_.store(registry);
+}
+
+grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* ControlPlaneService::Sync(
+    grpc::CallbackServerContext* context) {
+  metrics_->Add("chainscale_sync_streams_total", {});
+  return new SyncStream(context, options_.agent_tokens, options_.insecure,
+                        SyncBackends{hub_.load(), store_.load()}, &streams_);
+}
 
 template <typename Call>
 grpc::Status ControlPlaneService::Serve(const char* method, grpc::ServerContext* context,
                                         Call call) {
   const absl::Time start = absl::Now();
-  absl::Status status = AuthorizeCall(api_keys_, *context);
+  absl::Status status = AuthorizeCall(options_.api_keys, *context);
   if (status.ok()) {
     Registry* registry = registry_.load();
     status = registry == nullptr
@@ -104,10 +117,30 @@ grpc::Status ControlPlaneService::UpdateChainletEnvironmentAutoscalingSettings(
       response->set_message(outcome->message);
       return absl::OkStatus();
     }
-    // Stored durably; agents receive it when they (re)connect.
-    response->set_status(Response::QUEUED);
-    response->set_message(
-        absl::StrCat(outcome->message, " (stored; agents apply it when they connect)"));
+    // Stored durably; ACCEPTED once every agent serving the environment applied it.
+    SyncHub* hub = hub_.load();
+    const AckOutcome acks =
+        hub == nullptr ? AckOutcome::kNoSubscribers
+                       : hub->WaitForAcks(request->chain_id(), request->env_name(),
+                                          outcome->revision, absl::Now() + options_.ack_timeout);
+    switch (acks) {
+      case AckOutcome::kAllAcked:
+        response->set_status(Response::ACCEPTED);
+        response->set_message(absl::StrCat(outcome->message, " (applied by every agent)"));
+        break;
+      case AckOutcome::kNoSubscribers:
+        response->set_status(Response::QUEUED);
+        response->set_message(absl::StrCat(
+            outcome->message, " (stored; no agent serving ", request->chain_id(), "/",
+            request->env_name(), " is connected, agents apply it when they connect)"));
+        break;
+      case AckOutcome::kTimedOut:
+        response->set_status(Response::QUEUED);
+        response->set_message(absl::StrCat(
+            outcome->message, " (stored; not every agent applied it within ",
+            absl::FormatDuration(options_.ack_timeout), ", they apply it when they catch up)"));
+        break;
+    }
     return absl::OkStatus();
   });
 }

@@ -1,25 +1,43 @@
-// ControlPlaneService: the gRPC face of the management API. A thin adapter: it checks the
-// caller's key, hands the request to the Registry and turns the answer into a
-// grpc::Status, counting every call in the metrics.
+// ControlPlaneService: the gRPC face of the control plane. A thin adapter: management
+// calls check the caller's key, go to the Registry and come back as a grpc::Status,
+// counted in the metrics; an update then waits for the agents' acks through the SyncHub.
+// Sync streams run on the callback API as SyncStream reactors.
 #ifndef CHAINSCALE_CONTROL_PLANE_CONTROL_PLANE_SERVICE_H_
 #define CHAINSCALE_CONTROL_PLANE_CONTROL_PLANE_SERVICE_H_
 
 #include <atomic>
 
+#include "absl/time/time.h"
 #include "chainscale/v1/control_plane.grpc.pb.h"
 #include "common/auth.h"
 #include "common/metrics.h"
 #include "control_plane/registry.h"
+#include "control_plane/sync_hub.h"
+#include "control_plane/sync_stream.h"
 
 namespace chainscale {
 
-class ControlPlaneService final : public v1::ControlPlane::Service {
+struct ControlPlaneServiceOptions {
+  ApiKeys api_keys;      // management callers
+  ApiKeys agent_tokens;  // agents on Sync
+  bool insecure = false;  // no keys configured is allowed: calls are open
+  absl::Duration ack_timeout = absl::Seconds(2);
+};
+
+class ControlPlaneService final
+    : public v1::ControlPlane::WithCallbackMethod_Sync<v1::ControlPlane::Service> {
  public:
   // `metrics` must outlive the service.
-  ControlPlaneService(ApiKeys api_keys, Metrics* metrics);
+  ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics);
 
-  // Calls made before the registry is set (the store is still opening) answer UNAVAILABLE.
-  void SetRegistry(Registry* registry) { registry_.store(registry); }
+  // Calls made before the backends are set (the store is still opening) answer
+  // UNAVAILABLE. Set them all, or all to null.
+  void SetBackends(Registry* registry, SyncHub* hub, Store* store);
+  // Ends every Sync stream with UNAVAILABLE, and any opened later.
+  void FinishSyncStreams() { streams_.FinishAll(); }
+
+  grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* Sync(
+      grpc::CallbackServerContext* context) override;
 
   grpc::Status CreateChain(grpc::ServerContext* context, const v1::CreateChainRequest* request,
                            v1::Chain* response) override;
@@ -48,9 +66,12 @@ class ControlPlaneService final : public v1::ControlPlane::Service {
   template <typename Call>
   grpc::Status Serve(const char* method, grpc::ServerContext* context, Call call);
 
-  const ApiKeys api_keys_;
+  const ControlPlaneServiceOptions options_;
   Metrics* const metrics_;
   std::atomic<Registry*> registry_{nullptr};
+  std::atomic<SyncHub*> hub_{nullptr};
+  std::atomic<Store*> store_{nullptr};
+  SyncStreamSet streams_;
 };
 
 }  // namespace chainscale

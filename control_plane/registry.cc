@@ -118,8 +118,18 @@ void SortEnvironments(v1::Chain* chain) {
 
 }  // namespace
 
-Registry::Registry(Store* store, RegistryOptions options, const Clock& clock)
-    : store_(store), options_(std::move(options)), clock_(clock) {}
+Registry::Registry(Store* store, RegistryOptions options, const Clock& clock,
+                   std::function<void()> on_commit)
+    : store_(store),
+      options_(std::move(options)),
+      clock_(clock),
+      on_commit_(std::move(on_commit)) {}
+
+absl::Status Registry::Commit(const StoreMutation& mutation) {
+  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  if (on_commit_) on_commit_();
+  return absl::OkStatus();
+}
 
 absl::StatusOr<v1::Chain> Registry::LoadChain(absl::string_view chain_id) const {
   Violations violations;
@@ -216,7 +226,7 @@ absl::StatusOr<v1::Chain> Registry::CreateChain(const v1::CreateChainRequest& re
     }
   }
   mutation.chain_puts.push_back(chain);
-  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  if (absl::Status s = Commit(mutation); !s.ok()) return s;
   return chain;
 }
 
@@ -262,7 +272,7 @@ absl::StatusOr<int64_t> Registry::DeleteChain(absl::string_view chain_id) {
   mutation.change.set_revision(store_->revision() + 1);
   for (const v1::ChainletState& state : *chainlets) *mutation.change.add_removals() = state.key();
   mutation.chain_deletes.push_back(std::string(chain_id));
-  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  if (absl::Status s = Commit(mutation); !s.ok()) return s;
   return mutation.change.revision();
 }
 
@@ -321,7 +331,7 @@ absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
   chain->add_environments(env);
   SortEnvironments(&*chain);
   mutation.chain_puts.push_back(*chain);
-  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  if (absl::Status s = Commit(mutation); !s.ok()) return s;
   return BuildEnvironment(*chain, env, states);
 }
 
@@ -342,7 +352,7 @@ absl::StatusOr<int64_t> Registry::DeleteEnvironment(absl::string_view chain_id,
   auto* envs = chain->mutable_environments();
   envs->erase(std::remove(envs->begin(), envs->end(), env_name), envs->end());
   mutation.chain_puts.push_back(*chain);
-  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  if (absl::Status s = Commit(mutation); !s.ok()) return s;
   return mutation.change.revision();
 }
 
@@ -419,7 +429,7 @@ absl::StatusOr<UpdateOutcome> Registry::UpdateSettings(
     *mutation.change.add_upserts() =
         MakeState(state->key(), settings, mutation.change.revision());
   }
-  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
+  if (absl::Status s = Commit(mutation); !s.ok()) return s;
   outcome.changed = true;
   outcome.revision = mutation.change.revision();
   outcome.message = absl::StrCat("revision ", outcome.revision, " of ", request.chain_id(), "/",

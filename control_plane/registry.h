@@ -6,6 +6,7 @@
 #define CHAINSCALE_CONTROL_PLANE_REGISTRY_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/random/random.h"
@@ -37,8 +38,10 @@ struct UpdateOutcome {
 
 class Registry {
  public:
-  // `store` and `clock` must outlive the registry.
-  Registry(Store* store, RegistryOptions options, const Clock& clock);
+  // `store` and `clock` must outlive the registry. `on_commit`, when given, runs after
+  // every committed revision (the Sync hub uses it to wake the agents' streams).
+  Registry(Store* store, RegistryOptions options, const Clock& clock,
+           std::function<void()> on_commit = nullptr);
 
   absl::StatusOr<v1::Chain> CreateChain(const v1::CreateChainRequest& request)
       ABSL_LOCKS_EXCLUDED(write_mu_);
@@ -69,10 +72,13 @@ class Registry {
   absl::StatusOr<v1::Chain> LoadChainWithEnvironment(absl::string_view chain_id,
                                                      absl::string_view env_name) const;
   std::string NewChainId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Commits and tells the listener.
+  absl::Status Commit(const StoreMutation& mutation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   Store* const store_;
   const RegistryOptions options_;
   const Clock& clock_;
+  const std::function<void()> on_commit_;
   // One read-validate-commit at a time, so validation sees what the commit replaces.
   absl::Mutex write_mu_;
   absl::BitGen random_ ABSL_GUARDED_BY(write_mu_);

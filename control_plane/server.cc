@@ -50,19 +50,29 @@ absl::Status ControlPlaneServer::StartServing() {
                     "Management RPCs handled, by method and status code.");
   metrics_.Describe("chainscale_rpc_duration_seconds", "summary",
                     "Time spent in management RPCs, by method.");
+  metrics_.Describe("chainscale_sync_streams_total", "counter", "Sync streams opened.");
   metrics_.AddCollector([this](std::string* out) {
     if (!serving_.load()) return;
     absl::StrAppend(out,
                     "# HELP chainscale_settings_revision Latest committed settings revision.\n"
                     "# TYPE chainscale_settings_revision gauge\n"
                     "chainscale_settings_revision ",
-                    store_->revision(), "\n");
+                    store_->revision(), "\n",
+                    "# HELP chainscale_sync_lag_revisions Revisions an agent has not been sent.\n"
+                    "# TYPE chainscale_sync_lag_revisions gauge\n");
+    for (const auto& [agent_id, lag] : hub_->Lag()) {
+      absl::StrAppend(out, "chainscale_sync_lag_revisions", RenderLabels({{"agent", agent_id}}),
+                      " ", lag, "\n");
+    }
   });
 
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials(options_.tls);
   if (!credentials.ok()) return credentials.status();
-  service_ = std::make_unique<ControlPlaneService>(options_.api_keys, &metrics_);
+  service_ = std::make_unique<ControlPlaneService>(
+      ControlPlaneServiceOptions{options_.api_keys, options_.agent_tokens, options_.insecure,
+                                 options_.ack_timeout},
+      &metrics_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -104,8 +114,10 @@ absl::Status ControlPlaneServer::OpenStore() {
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(store_options);
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
-  registry_ = std::make_unique<Registry>(store_.get(), options_.registry, RealClock::Get());
-  service_->SetRegistry(registry_.get());
+  hub_ = std::make_unique<SyncHub>(store_.get(), options_.sync);
+  registry_ = std::make_unique<Registry>(store_.get(), options_.registry, RealClock::Get(),
+                                         [hub = hub_.get()] { hub->Published(); });
+  service_->SetBackends(registry_.get(), hub_.get(), store_.get());
   return absl::OkStatus();
 }
 
@@ -121,11 +133,13 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
   shut_down_ = true;
   if (server_ != nullptr) {
     SetServing(false);
+    service_->FinishSyncStreams();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
   http_.Stop();
-  if (service_ != nullptr) service_->SetRegistry(nullptr);
+  if (service_ != nullptr) service_->SetBackends(nullptr, nullptr, nullptr);
   registry_.reset();
+  hub_.reset();
   store_.reset();
 }
 

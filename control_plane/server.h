@@ -1,5 +1,5 @@
-// ControlPlaneServer: opens the store and serves the management API over gRPC (with
-// health and reflection) and /metrics over HTTP. main.cc turns flags into
+// ControlPlaneServer: opens the store and serves the management API and the agents' Sync
+// streams over gRPC (with health and reflection) and /metrics over HTTP. main.cc turns flags into
 // ControlPlaneOptions and calls Start.
 #ifndef CHAINSCALE_CONTROL_PLANE_SERVER_H_
 #define CHAINSCALE_CONTROL_PLANE_SERVER_H_
@@ -18,6 +18,7 @@
 #include "control_plane/control_plane_service.h"
 #include "control_plane/registry.h"
 #include "control_plane/store.h"
+#include "control_plane/sync_hub.h"
 
 namespace chainscale {
 
@@ -33,6 +34,7 @@ struct ControlPlaneOptions {
   int64_t log_retention = 100'000;
   int max_message_bytes = 4 << 20;
   RegistryOptions registry;
+  SyncHubOptions sync;
 };
 
 class ControlPlaneServer {
@@ -63,6 +65,7 @@ class ControlPlaneServer {
   std::unique_ptr<grpc::Server> server_;
   HttpServer http_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<SyncHub> hub_;
   std::unique_ptr<Registry> registry_;
   std::atomic<bool> serving_{false};
   int grpc_port_ = 0;

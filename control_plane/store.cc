@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/chainlet_key.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
@@ -65,12 +66,6 @@ absl::StatusOr<Message> Parse(const std::string& bytes, absl::string_view what) 
   return message;
 }
 
-std::string ChainletPrefix(absl::string_view chain_id, absl::string_view env_name) {
-  std::string prefix = absl::StrCat(chain_id, absl::string_view("\0", 1));
-  if (!env_name.empty()) absl::StrAppend(&prefix, env_name, absl::string_view("\0", 1));
-  return prefix;
-}
-
 // Releases a RocksDB snapshot when it goes out of scope.
 class ScopedSnapshot {
  public:
@@ -91,10 +86,6 @@ class ScopedSnapshot {
 };
 
 }  // namespace
-
-std::string ChainletStoreKey(const v1::ChainletKey& key) {
-  return absl::StrCat(ChainletPrefix(key.chain_id(), key.env_name()), key.chainlet_name());
-}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   rocksdb::DBOptions db_options;
@@ -187,12 +178,12 @@ absl::Status Store::Commit(const StoreMutation& mutation) {
   for (const v1::ChainletState& state : mutation.change.upserts()) {
     v1::ChainletState stored = state;
     stored.clear_decision();  // decisions live in their own column family
-    batch.Put(Handle(ColumnFamily::kSettings), ChainletStoreKey(state.key()),
+    batch.Put(Handle(ColumnFamily::kSettings), EncodeChainletKey(state.key()),
               stored.SerializeAsString());
   }
   for (const v1::ChainletKey& key : mutation.change.removals()) {
-    batch.Delete(Handle(ColumnFamily::kSettings), ChainletStoreKey(key));
-    batch.Delete(Handle(ColumnFamily::kDecisions), ChainletStoreKey(key));
+    batch.Delete(Handle(ColumnFamily::kSettings), EncodeChainletKey(key));
+    batch.Delete(Handle(ColumnFamily::kDecisions), EncodeChainletKey(key));
   }
   batch.Put(Handle(ColumnFamily::kRevisionLog), EncodeRevision(revision),
             mutation.change.SerializeAsString());
@@ -217,7 +208,7 @@ absl::Status Store::PutDecision(const v1::ScalingDecision& decision) {
   key.set_chain_id(decision.chain_id());
   key.set_env_name(decision.env_name());
   key.set_chainlet_name(decision.chainlet_name());
-  const std::string store_key = ChainletStoreKey(key);
+  const std::string store_key = EncodeChainletKey(key);
   // Under the writer lock so that a commit removing the chainlet cannot interleave.
   absl::MutexLock lock(&mu_);
   std::string ignored;
@@ -267,7 +258,7 @@ absl::StatusOr<std::vector<v1::ChainletState>> Store::ListChainlets(
     absl::string_view chain_id, absl::string_view env_name) const {
   ScopedSnapshot snapshot(db_.get());
   const rocksdb::ReadOptions read = snapshot.Read();
-  const std::string prefix = ChainletPrefix(chain_id, env_name);
+  const std::string prefix = ChainletKeyPrefix(chain_id, env_name);
   std::vector<v1::ChainletState> chainlets;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, Handle(ColumnFamily::kSettings)));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {

@@ -102,10 +102,6 @@ class Store {
   int64_t oldest_logged_revision_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
-// The store key of a chainlet: chain id, environment and chainlet name joined by NUL
-// (names cannot contain NUL).
-std::string ChainletStoreKey(const v1::ChainletKey& key);
-
 }  // namespace chainscale
 
 #endif  // CHAINSCALE_CONTROL_PLANE_STORE_H_

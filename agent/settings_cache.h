@@ -1,0 +1,73 @@
+// SettingsCache: the settings an agent serves, as the Sync stream delivers them. A
+// snapshot replaces everything; a change applies atomically and only if it is newer than
+// everything applied so far. Listeners hear of every applied snapshot or change.
+#ifndef CHAINSCALE_AGENT_SETTINGS_CACHE_H_
+#define CHAINSCALE_AGENT_SETTINGS_CACHE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "chainscale/v1/control_plane.pb.h"
+#include "common/settings.h"
+
+namespace chainscale {
+
+struct CachedChainlet {
+  v1::ChainletKey key;
+  AutoscalingSettings settings;
+  int64_t revision = 0;                        // that last changed the settings
+  std::optional<v1::ScalingDecision> decision;  // stored decision, from a snapshot
+};
+
+// What one apply did, for listeners.
+struct AppliedUpdate {
+  int64_t revision = 0;
+  bool snapshot = false;  // true: everything was replaced
+  std::vector<CachedChainlet> upserts;
+  std::vector<v1::ChainletKey> removals;
+};
+
+class SettingsCache {
+ public:
+  using Listener = std::function<void(const AppliedUpdate&)>;
+
+  // Called after each apply, outside the cache's lock, in apply order.
+  void AddListener(Listener listener) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Replaces the whole state with a snapshot read at `revision` on cluster `cluster_id`.
+  void ApplySnapshot(const std::string& cluster_id, int64_t revision,
+                     const std::vector<v1::ChainletState>& chainlets) ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies one revision's changes. FAILED_PRECONDITION, changing nothing, when its
+  // revision is not above the applied one (a duplicate or a step back).
+  absl::Status ApplyChange(const v1::SyncChange& change) ABSL_LOCKS_EXCLUDED(mu_);
+  // The control plane says everything up to `revision` has been sent: nothing selected
+  // changed in between. Ignored unless it moves forward.
+  void AdvanceTo(int64_t revision) ABSL_LOCKS_EXCLUDED(mu_);
+
+  int64_t applied_revision() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::string cluster_id() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<CachedChainlet> Get(const v1::ChainletKey& key) const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<CachedChainlet> All() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void Notify(const AppliedUpdate& update) ABSL_LOCKS_EXCLUDED(mu_);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, CachedChainlet> chainlets_ ABSL_GUARDED_BY(mu_);
+  int64_t applied_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string cluster_id_ ABSL_GUARDED_BY(mu_);
+  // Serialises notifications so listeners see applies in order.
+  absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::vector<Listener> listeners_ ABSL_GUARDED_BY(notify_mu_);
+};
+
+}  // namespace chainscale
+
+#endif  // CHAINSCALE_AGENT_SETTINGS_CACHE_H_
