@@ -60,9 +60,17 @@ absl::Status ControlPlaneServer::StartServing() {
                     store_->revision(), "\n",
                     "# HELP chainscale_sync_lag_revisions Revisions an agent has not been sent.\n"
                     "# TYPE chainscale_sync_lag_revisions gauge\n");
-    for (const auto& [agent_id, lag] : hub_->Lag()) {
-      absl::StrAppend(out, "chainscale_sync_lag_revisions", RenderLabels({{"agent", agent_id}}),
-                      " ", lag, "\n");
+    const std::vector<SyncHub::SubscriptionStats> stats = hub_->Stats();
+    for (const SyncHub::SubscriptionStats& s : stats) {
+      absl::StrAppend(out, "chainscale_sync_lag_revisions",
+                      RenderLabels({{"agent", s.agent_id}}), " ", s.lag, "\n");
+    }
+    absl::StrAppend(out,
+                    "# HELP chainscale_sync_buffered_bytes Bytes read for an agent, not yet sent.\n"
+                    "# TYPE chainscale_sync_buffered_bytes gauge\n");
+    for (const SyncHub::SubscriptionStats& s : stats) {
+      absl::StrAppend(out, "chainscale_sync_buffered_bytes",
+                      RenderLabels({{"agent", s.agent_id}}), " ", s.buffered_bytes, "\n");
     }
   });
 

@@ -281,7 +281,8 @@ absl::StatusOr<std::vector<v1::ChainletState>> Store::ListChainlets(
 }
 
 absl::StatusOr<std::vector<v1::SyncChange>> Store::ChangesSince(int64_t after_revision,
-                                                                int limit) const {
+                                                                int limit,
+                                                                size_t max_bytes) const {
   ScopedSnapshot snapshot(db_.get());
   std::vector<v1::SyncChange> changes;
   std::unique_ptr<rocksdb::Iterator> it(
@@ -292,7 +293,10 @@ absl::StatusOr<std::vector<v1::SyncChange>> Store::ChangesSince(int64_t after_re
                                               " are no longer in the log; oldest is ",
                                               DecodeRevision(ToView(it->key()))));
   }
-  for (; it->Valid() && static_cast<int>(changes.size()) < limit; it->Next()) {
+  size_t bytes = 0;
+  for (; it->Valid() && static_cast<int>(changes.size()) < limit && bytes < max_bytes;
+       it->Next()) {
+    bytes += it->value().size();
     absl::StatusOr<v1::SyncChange> change =
         Parse<v1::SyncChange>(it->value().ToString(), "revision log entry");
     if (!change.ok()) return change.status();

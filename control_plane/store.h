@@ -79,10 +79,11 @@ class Store {
   // `env_name` is empty), with their latest decisions, in key order.
   absl::StatusOr<std::vector<v1::ChainletState>> ListChainlets(absl::string_view chain_id,
                                                                absl::string_view env_name) const;
-  // Log entries after `after_revision`, oldest first, at most `limit`. OUT_OF_RANGE when
+  // Log entries after `after_revision`, oldest first: at most `limit` of them, and no
+  // more once `max_bytes` have been read (at least one is returned). OUT_OF_RANGE when
   // entries after it have been deleted by retention (the reader needs a snapshot).
-  absl::StatusOr<std::vector<v1::SyncChange>> ChangesSince(int64_t after_revision,
-                                                           int limit) const;
+  absl::StatusOr<std::vector<v1::SyncChange>> ChangesSince(
+      int64_t after_revision, int limit, size_t max_bytes = 64 << 20) const;
   // Every chainlet with its decision, read at one revision.
   absl::StatusOr<StoreSnapshot> ReadSnapshot() const;
 

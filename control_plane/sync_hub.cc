@@ -104,10 +104,12 @@ absl::StatusOr<std::optional<v1::SyncResponse>> SyncHub::Next(SubscriptionId id)
           *chunk->add_chainlets() = std::move(s.snapshot->chainlets[i]);
         }
         s.snapshot_offset = end;
+        s.snapshot_bytes -= std::min(s.snapshot_bytes, chunk->ByteSizeLong());
         if (end == s.snapshot->chainlets.size()) {
           chunk->set_last_chunk(true);
           s.read_revision = s.sent_revision = s.snapshot->revision;
           s.snapshot.reset();
+          s.snapshot_bytes = 0;
         }
         return response;
       }
@@ -115,6 +117,7 @@ absl::StatusOr<std::optional<v1::SyncResponse>> SyncHub::Next(SubscriptionId id)
         v1::SyncResponse response;
         *response.mutable_change() = std::move(s.pending.front());
         s.pending.pop_front();
+        s.pending_bytes -= std::min(s.pending_bytes, response.change().ByteSizeLong());
         s.sent_revision = s.pending.empty() ? s.read_revision : response.change().revision();
         return response;
       }
@@ -136,21 +139,26 @@ absl::StatusOr<std::optional<v1::SyncResponse>> SyncHub::Next(SubscriptionId id)
       if (!snapshot.ok()) return snapshot.status();
       auto selected = std::make_unique<StoreSnapshot>();
       selected->revision = snapshot->revision;
+      size_t bytes = 0;
       for (v1::ChainletState& state : snapshot->chainlets) {
-        if (KeySelected(selector, state.key())) selected->chainlets.push_back(std::move(state));
+        if (!KeySelected(selector, state.key())) continue;
+        bytes += state.ByteSizeLong();
+        selected->chainlets.push_back(std::move(state));
       }
       absl::MutexLock lock(&mu_);
       auto it = subscriptions_.find(id);
       if (it == subscriptions_.end()) return std::nullopt;
       it->second.snapshot = std::move(selected);
+      it->second.snapshot_bytes = bytes;
       it->second.snapshot_offset = 0;
       it->second.snapshot_needed = false;
       it->second.pending.clear();
+      it->second.pending_bytes = 0;
       continue;
     }
 
     absl::StatusOr<std::vector<v1::SyncChange>> changes =
-        store_->ChangesSince(read_revision, options_.log_read_batch);
+        store_->ChangesSince(read_revision, options_.log_read_batch, options_.log_read_bytes);
     absl::MutexLock lock(&mu_);
     auto it = subscriptions_.find(id);
     if (it == subscriptions_.end()) return std::nullopt;
@@ -162,6 +170,7 @@ absl::StatusOr<std::optional<v1::SyncResponse>> SyncHub::Next(SubscriptionId id)
     if (!changes.ok()) return changes.status();
     for (const v1::SyncChange& change : *changes) {
       if (std::optional<v1::SyncChange> selected = Filter(change, s.selector)) {
+        s.pending_bytes += selected->ByteSizeLong();
         s.pending.push_back(*std::move(selected));
       }
       s.read_revision = change.revision();
@@ -219,14 +228,15 @@ int SyncHub::subscription_count() const {
   return static_cast<int>(subscriptions_.size());
 }
 
-std::vector<std::pair<std::string, int64_t>> SyncHub::Lag() const {
+std::vector<SyncHub::SubscriptionStats> SyncHub::Stats() const {
   const int64_t current = store_->revision();
-  std::vector<std::pair<std::string, int64_t>> lag;
+  std::vector<SubscriptionStats> stats;
   absl::MutexLock lock(&mu_);
   for (const auto& [id, s] : subscriptions_) {
-    lag.emplace_back(s.agent_id, std::max<int64_t>(0, current - s.sent_revision));
+    stats.push_back({s.agent_id, std::max<int64_t>(0, current - s.sent_revision),
+                     s.pending_bytes + s.snapshot_bytes});
   }
-  return lag;
+  return stats;
 }
 
 void SyncHub::TickProgress() {

@@ -39,7 +39,8 @@ class SyncSubscriber {
 
 struct SyncHubOptions {
   int snapshot_chunk_chainlets = 1000;   // chainlets per snapshot message
-  int log_read_batch = 256;              // log entries read per store read
+  int log_read_batch = 256;              // log entries read per store read...
+  size_t log_read_bytes = 1 << 20;       // ...and bytes: bounds what a stream holds
   absl::Duration progress_interval = absl::Seconds(1);
 };
 
@@ -87,9 +88,13 @@ class SyncHub {
   AckOutcome WaitForAcks(absl::string_view chain_id, absl::string_view env_name,
                          int64_t revision, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
+  struct SubscriptionStats {
+    std::string agent_id;
+    int64_t lag = 0;             // revisions committed but not yet sent
+    size_t buffered_bytes = 0;   // read from the store and not yet sent
+  };
   int subscription_count() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Per agent: how many revisions it is behind the store, for metrics.
-  std::vector<std::pair<std::string, int64_t>> Lag() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<SubscriptionStats> Stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Subscription {
@@ -100,6 +105,8 @@ class SyncHub {
     int64_t sent_revision = 0;   // everything up to here has been sent (or skipped)
     int64_t acked_revision = 0;
     std::deque<v1::SyncChange> pending;  // read and selected, not yet sent (≤ one batch)
+    size_t pending_bytes = 0;
+    size_t snapshot_bytes = 0;           // of the snapshot being sent
     bool snapshot_needed = false;
     std::unique_ptr<StoreSnapshot> snapshot;  // being sent, in chunks
     size_t snapshot_offset = 0;

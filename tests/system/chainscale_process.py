@@ -5,11 +5,13 @@ A process is started on loopback port 0; its bound ports are read from its
 killed when the test ends.
 """
 
+import json
 import os
 import re
 import select
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -19,20 +21,24 @@ SERVING = re.compile(r'msg="control plane serving" grpc=(\d+) http=(\d+)')
 class ControlPlane:
     """A chainscale-control-plane process over a data directory."""
 
-    def __init__(self, binary, data_dir, api_key, extra_args=()):
+    def __init__(self, binary, data_dir, api_key, extra_args=(), agent_token=""):
         self.binary = binary
         self.data_dir = data_dir
         self.api_key = api_key
+        self.agent_token = agent_token
         self.extra_args = list(extra_args)
         self.proc = None
         self.grpc_port = None
         self.http_port = None
         self.log = []
 
-    def start(self, timeout=30.0):
-        env = dict(os.environ, CHAINSCALE_API_KEYS=self.api_key)
+    def start(self, timeout=30.0, grpc_port=0):
+        """Starts the process; grpc_port 0 picks a free port, another reuses one."""
+        env = dict(os.environ, CHAINSCALE_API_KEYS=self.api_key,
+                   CHAINSCALE_AGENT_TOKEN=self.agent_token)
+        self.log = []
         self.proc = subprocess.Popen(
-            [self.binary, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+            [self.binary, "--listen=127.0.0.1:%d" % grpc_port, "--http_listen=127.0.0.1:0",
              "--data_dir=" + self.data_dir] + self.extra_args,
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
@@ -79,6 +85,13 @@ class ControlPlane:
         match = re.search(r"^chainscale_settings_revision (\d+)$", self.metrics(), re.M)
         return int(match.group(1))
 
+    def rss_bytes(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
     def kill(self):
         """SIGKILL: no chance to flush or close anything."""
         if self.proc and self.proc.poll() is None:
@@ -89,3 +102,79 @@ class ControlPlane:
         """SIGTERM, then the exit code."""
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout)
+
+
+def wait_for(predicate, timeout=60.0, interval=0.02):
+    """Polls predicate until it holds (True) or timeout passes (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+class SyncProbe:
+    """A chainscale-sync-probe process: agents that print every update they apply."""
+
+    def __init__(self, binary, address, agent_ids, token, selector=""):
+        self.agent_ids = list(agent_ids)
+        args = [binary, "--control_plane=" + address, "--agent_ids=" + ",".join(agent_ids),
+                "--token=" + token]
+        if selector:
+            args.append("--selector=" + selector)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.lock = threading.Lock()
+        self.applied = {agent: [] for agent in agent_ids}
+        self.stats = {}
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            record = json.loads(line)
+            with self.lock:
+                if "stats" in record:
+                    self.stats[record["agent"]] = record["stats"]
+                else:
+                    self.applied[record["agent"]].append(record)
+
+    def history(self, agent):
+        with self.lock:
+            return list(self.applied[agent])
+
+    def last_revision(self, agent):
+        history = self.history(agent)
+        return history[-1]["revision"] if history else 0
+
+    def state(self, agent):
+        """The agent's settings as its history builds them: key -> max_replica."""
+        state = {}
+        for record in self.history(agent):
+            if record["snapshot"]:
+                state = {}
+            state.update(record["upserts"])
+            for key in record["removals"]:
+                state.pop(key, None)
+        return state
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self, timeout=30.0):
+        """SIGTERM; returns the per-agent stats the probe prints on its way out."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=timeout)
+        return self.stats
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
