@@ -78,6 +78,16 @@ class LoadWindow {
   // average covers the seconds still held until the longer window has filled.
   void Resize(int32_t window_seconds);
 
+  // True when a report from `source_id` would be taken (a known source, or room for one
+  // more).
+  bool CanAccept(absl::string_view source_id) const {
+    return static_cast<int32_t>(sources_.size()) < max_sources_ || sources_.contains(source_id);
+  }
+  int32_t max_sources() const { return max_sources_; }
+  // The sum of the sources' latest values (as of the last report or average).
+  int64_t current_request_millis() const { return current_request_millis_; }
+  int64_t current_tokens() const { return current_tokens_; }
+
   int32_t window_seconds() const { return capacity_; }
   // Sources whose values currently count.
   size_t source_count() const { return sources_.size(); }

@@ -1,0 +1,339 @@
+#include "agent/decision_loop.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "common/chainlet_key.h"
+#include "common/field_violations.h"
+#include "common/settings_proto.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace chainscale {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr size_t kMaxSourceIdLength = 256;
+
+google::protobuf::Timestamp ToTimestamp(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
+bool Selected(const v1::Selector& selector, const v1::ChainletKey& key) {
+  if (selector.chain_environments().empty()) return true;
+  for (const v1::ChainEnvironmentRef& ref : selector.chain_environments()) {
+    if (ref.chain_id() == key.chain_id() &&
+        (ref.env_name().empty() || ref.env_name() == key.env_name())) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string KeyText(const v1::LoadReport& r) {
+  return absl::StrCat(r.chain_id(), "/", r.env_name(), "/", r.chainlet_name());
+}
+
+}  // namespace
+
+absl::Status ValidateLoadReport(const v1::LoadReport& report, absl::string_view prefix) {
+  std::vector<FieldViolation> v;
+  auto field = [&](absl::string_view name) { return absl::StrCat(prefix, name); };
+  if (report.source_id().empty()) v.push_back({field("source_id"), "must not be empty"});
+  if (report.source_id().size() > kMaxSourceIdLength) {
+    v.push_back({field("source_id"), absl::StrCat("must be at most ", kMaxSourceIdLength,
+                                                  " characters")});
+  }
+  if (report.chain_id().empty()) v.push_back({field("chain_id"), "must not be empty"});
+  if (report.env_name().empty()) v.push_back({field("env_name"), "must not be empty"});
+  if (report.chainlet_name().empty()) v.push_back({field("chainlet_name"), "must not be empty"});
+  const double requests = report.in_flight_requests();
+  if (!std::isfinite(requests) || requests < 0 ||
+      requests > static_cast<double>(kMaxReportRequestMillis) / 1000) {
+    v.push_back({field("in_flight_requests"),
+                 absl::StrCat("must be a number between 0 and ", kMaxReportRequestMillis / 1000,
+                              ", got ", requests)});
+  }
+  if (report.has_in_flight_tokens() &&
+      (report.in_flight_tokens() < 0 || report.in_flight_tokens() > kMaxReportTokens)) {
+    v.push_back({field("in_flight_tokens"),
+                 absl::StrCat("must be between 0 and ", kMaxReportTokens, ", got ",
+                              report.in_flight_tokens())});
+  }
+  return v.empty() ? absl::OkStatus() : InvalidArgumentWithViolations(v);
+}
+
+DecisionLoop::DecisionLoop(DecisionLoopOptions options, const Clock& clock)
+    : options_(std::move(options)), clock_(clock) {}
+
+std::unique_ptr<DecisionLoop::Chainlet> DecisionLoop::NewChainlet(const CachedChainlet& cached,
+                                                                  absl::Time now) const {
+  ScaleState state;
+  state.observing_since = now;  // warm-up: no scale-down before a whole window
+  if (cached.decision.has_value()) {
+    state.current_replicas = cached.decision->desired_replicas();
+    if (cached.decision->has_scale_down_pending_since()) {
+      state.scale_down_pending_since = absl::FromUnixNanos(
+          TimeUtil::TimestampToNanoseconds(cached.decision->scale_down_pending_since()));
+    }
+  }
+  auto c = std::make_unique<Chainlet>(
+      cached, LoadWindow(cached.settings.autoscaling_window, options_.report_staleness_seconds,
+                         options_.max_sources_per_chainlet),
+      ReplicaScaler(state));
+  c->last.desired_replicas = c->last.previous_replicas = state.current_replicas;
+  c->last.scale_down_pending_since = state.scale_down_pending_since;
+  c->last.decided_at = now;
+  c->last.warming_up = true;
+  return c;
+}
+
+void DecisionLoop::Apply(const AppliedUpdate& update) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  if (update.snapshot) {
+    // Keep what still exists (its window and state carry on), drop the rest.
+    absl::flat_hash_set<std::string> keys;
+    for (const CachedChainlet& c : update.upserts) keys.insert(EncodeChainletKey(c.key));
+    for (auto it = chainlets_.begin(); it != chainlets_.end();) {
+      it = keys.contains(it->first) ? std::next(it) : chainlets_.erase(it);
+    }
+  }
+  for (const CachedChainlet& cached : update.upserts) {
+    std::unique_ptr<Chainlet>& slot = chainlets_[EncodeChainletKey(cached.key)];
+    if (slot == nullptr) {
+      slot = NewChainlet(cached, now);
+    } else {
+      slot->settings = cached.settings;  // takes effect at the next decision
+      slot->settings_revision = cached.revision;
+    }
+  }
+  for (const v1::ChainletKey& key : update.removals) chainlets_.erase(EncodeChainletKey(key));
+}
+
+absl::StatusOr<std::vector<v1::ScalingDecision>> DecisionLoop::Report(
+    const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports) {
+  if (reports.empty()) {
+    return InvalidArgumentWithViolations({{"reports", "must hold at least one report"}});
+  }
+  if (reports.size() > options_.max_reports_per_batch) {
+    return InvalidArgumentWithViolations(
+        {{"reports", absl::StrCat("at most ", options_.max_reports_per_batch,
+                                  " reports per batch, got ", reports.size())}});
+  }
+  std::vector<FieldViolation> violations;
+  for (int i = 0; i < reports.size(); ++i) {
+    absl::Status s = ValidateLoadReport(reports[i], absl::StrCat("reports[", i, "]."));
+    for (FieldViolation& v : FieldViolationsOf(s)) violations.push_back(std::move(v));
+  }
+  if (!violations.empty()) return InvalidArgumentWithViolations(violations);
+
+  const absl::Time now = clock_.Now();
+  std::vector<std::pair<v1::ScalingDecision, bool>> changed;
+  std::vector<v1::ScalingDecision> answer;
+  {
+    absl::MutexLock lock(&mu_);
+    // Check everything before recording anything: the batch counts whole or not at all.
+    std::vector<Chainlet*> targets;
+    targets.reserve(reports.size());
+    std::vector<std::string> unknown;
+    std::vector<std::string> elsewhere;
+    absl::flat_hash_map<Chainlet*, absl::flat_hash_set<std::string>> new_sources;
+    for (const v1::LoadReport& r : reports) {
+      auto it = chainlets_.find(EncodeChainletKey(r.chain_id(), r.env_name(), r.chainlet_name()));
+      if (it == chainlets_.end()) {
+        v1::ChainletKey key;
+        key.set_chain_id(r.chain_id());
+        key.set_env_name(r.env_name());
+        (Selected(options_.selector, key) ? unknown : elsewhere).push_back(KeyText(r));
+        targets.push_back(nullptr);
+        continue;
+      }
+      Chainlet* c = it->second.get();
+      targets.push_back(c);
+      if (!c->window.CanAccept(r.source_id()) ||
+          (new_sources[c].insert(r.source_id()).second && !c->window.CanAccept(r.source_id()))) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("more than ", c->window.max_sources(), " sources report for ",
+                         KeyText(r)));
+      }
+    }
+    if (!elsewhere.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this agent does not serve ", absl::StrJoin(elsewhere, ", "),
+          "; report to the agent whose selector covers that environment"));
+    }
+    if (!unknown.empty()) {
+      return absl::NotFoundError(absl::StrCat("no settings for ", absl::StrJoin(unknown, ", "),
+                                              ": the chainlet does not exist (yet)"));
+    }
+    absl::flat_hash_set<Chainlet*> seen;
+    std::vector<Chainlet*> touched;
+    for (int i = 0; i < reports.size(); ++i) {
+      const v1::LoadReport& r = reports[i];
+      Chainlet* c = targets[i];
+      LoadSample sample{std::llround(r.in_flight_requests() * 1000), std::nullopt};
+      if (r.has_in_flight_tokens()) sample.tokens = r.in_flight_tokens();
+      // Validated above, so this cannot fail.
+      absl::Status recorded = c->window.Report(r.source_id(), sample, now);
+      if (!recorded.ok()) return recorded;
+      if (seen.insert(c).second) touched.push_back(c);
+    }
+    for (Chainlet* c : touched) {
+      // Cold start: load reached a chainlet at zero; decide now rather than at the tick.
+      if (c->scaler.state().current_replicas == 0 && c->window.current_request_millis() > 0 &&
+          DecideLocked(*c, now)) {
+        changed.emplace_back(ToProto(*c), true);
+      }
+      answer.push_back(ToProto(*c));
+    }
+  }
+  Notify(changed);
+  return answer;
+}
+
+bool DecisionLoop::DecideLocked(Chainlet& c, absl::Time now) {
+  if (c.window.window_seconds() != c.settings.autoscaling_window) {
+    c.window.Resize(c.settings.autoscaling_window);
+  }
+  c.last = c.scaler.Decide(c.settings, c.window.Average(now), now);
+  c.decided = true;
+  const bool changed = c.last.desired_replicas != c.told_replicas ||
+                       c.last.status != c.told_status || c.last.capped != c.told_capped;
+  if (changed) {
+    c.told_replicas = c.last.desired_replicas;
+    c.told_status = c.last.status;
+    c.told_capped = c.last.capped;
+  }
+  return changed;
+}
+
+std::vector<v1::ScalingDecision> DecisionLoop::Tick() {
+  const absl::Time now = clock_.Now();
+  const bool all = watchers_for_all_.load() > 0;
+  std::vector<std::pair<v1::ScalingDecision, bool>> decisions;
+  std::vector<v1::ScalingDecision> changed;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [key, c] : chainlets_) {
+      const bool did_change = DecideLocked(*c, now);
+      if (did_change) changed.push_back(ToProto(*c));
+      if (did_change || all) decisions.emplace_back(did_change ? changed.back() : ToProto(*c),
+                                                    did_change);
+    }
+  }
+  Notify(decisions);
+  return changed;
+}
+
+v1::ScalingDecision DecisionLoop::ToProto(const Chainlet& c) const {
+  const ScaleDecision& d = c.last;
+  v1::ScalingDecision p;
+  p.set_chain_id(c.key.chain_id());
+  p.set_env_name(c.key.env_name());
+  p.set_chainlet_name(c.key.chainlet_name());
+  p.set_desired_replicas(d.desired_replicas);
+  p.set_previous_replicas(d.previous_replicas);
+  p.set_status(DecisionStatusToProto(d.status));
+  p.set_reason(c.decided ? DescribeDecision(d, c.settings)
+                         : absl::StrCat("starting from the stored decision of ",
+                                        d.desired_replicas, " replicas"));
+  p.set_avg_in_flight_requests(d.avg_in_flight_requests);
+  if (d.avg_in_flight_tokens.has_value()) p.set_avg_in_flight_tokens(*d.avg_in_flight_tokens);
+  p.set_capped(d.capped);
+  if (d.scale_down_pending_since.has_value()) {
+    *p.mutable_scale_down_pending_since() = ToTimestamp(*d.scale_down_pending_since);
+  }
+  p.set_settings_revision(c.settings_revision);
+  *p.mutable_decided_at() = ToTimestamp(d.decided_at);
+  p.set_replicas_for_load(d.replicas_for_load);
+  p.set_warming_up(d.warming_up);
+  p.set_agent_id(options_.agent_id);
+  return p;
+}
+
+absl::StatusOr<v1::ScalingDecision> DecisionLoop::Get(const v1::ChainletKey& key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = chainlets_.find(EncodeChainletKey(key));
+  if (it == chainlets_.end()) {
+    if (!Selected(options_.selector, key)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this agent does not serve ", key.chain_id(), "/", key.env_name()));
+    }
+    return absl::NotFoundError(absl::StrCat("no chainlet ", key.chain_id(), "/",
+                                            key.env_name(), "/", key.chainlet_name()));
+  }
+  return ToProto(*it->second);
+}
+
+std::vector<v1::ScalingDecision> DecisionLoop::List(absl::string_view chain_id,
+                                                    absl::string_view env_name) const {
+  std::vector<v1::ScalingDecision> out;
+  absl::MutexLock lock(&mu_);
+  const std::string prefix =
+      chain_id.empty() ? std::string() : ChainletKeyPrefix(chain_id, env_name);
+  for (auto it = chainlets_.lower_bound(prefix);
+       it != chainlets_.end() && absl::StartsWith(it->first, prefix); ++it) {
+    out.push_back(ToProto(*it->second));
+  }
+  return out;
+}
+
+std::vector<ChainletLoad> DecisionLoop::Loads() const {
+  std::vector<ChainletLoad> out;
+  absl::MutexLock lock(&mu_);
+  out.reserve(chainlets_.size());
+  for (const auto& [key, c] : chainlets_) {
+    out.push_back({c->key, static_cast<double>(c->window.current_request_millis()) / 1000,
+                   c->window.current_tokens(), c->last.desired_replicas});
+  }
+  return out;
+}
+
+size_t DecisionLoop::size() const {
+  absl::MutexLock lock(&mu_);
+  return chainlets_.size();
+}
+
+size_t DecisionLoop::MemoryBytes() const {
+  absl::MutexLock lock(&mu_);
+  size_t bytes = 0;
+  for (const auto& [key, c] : chainlets_) {
+    // Map node and key, the chainlet's own fields, the key proto's strings, the window.
+    bytes += 64 + key.capacity() + sizeof(Chainlet) + c->key.SpaceUsedLong() +
+             c->window.MemoryBytes() - sizeof(LoadWindow);
+  }
+  return bytes;
+}
+
+int DecisionLoop::AddWatcher(Watcher watcher, bool all) {
+  absl::MutexLock lock(&watchers_mu_);
+  const int id = next_watcher_++;
+  watchers_[id] = {std::move(watcher), all};
+  if (all) ++watchers_for_all_;
+  return id;
+}
+
+void DecisionLoop::RemoveWatcher(int id) {
+  absl::MutexLock lock(&watchers_mu_);
+  auto it = watchers_.find(id);
+  if (it == watchers_.end()) return;
+  if (it->second.second) --watchers_for_all_;
+  watchers_.erase(it);
+}
+
+void DecisionLoop::Notify(const std::vector<std::pair<v1::ScalingDecision, bool>>& decisions) {
+  if (decisions.empty()) return;
+  absl::MutexLock lock(&watchers_mu_);
+  for (const auto& [id, watcher] : watchers_) {
+    for (const auto& [decision, changed] : decisions) {
+      if (changed || watcher.second) watcher.first(decision, changed);
+    }
+  }
+}
+
+}  // namespace chainscale
