@@ -61,9 +61,21 @@ class ControlPlane:
                 if match:
                     self.grpc_port = int(match.group(1))
                     self.http_port = int(match.group(2))
+                    # Keep draining stderr: a full pipe would block the process's logging.
+                    threading.Thread(target=self._drain, args=(buffered,), daemon=True).start()
                     return self
         self.kill()
         raise RuntimeError("control plane did not start:\n" + "\n".join(self.log))
+
+    def _drain(self, buffered):
+        stderr = self.proc.stderr
+        while True:
+            chunk = os.read(stderr.fileno(), 65536)
+            if not chunk:
+                return
+            buffered += chunk
+            *lines, buffered = buffered.split(b"\n")
+            self.log.extend(line.decode(errors="replace") for line in lines)
 
     @property
     def address(self):
