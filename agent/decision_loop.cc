@@ -141,59 +141,92 @@ absl::StatusOr<std::vector<v1::ScalingDecision>> DecisionLoop::Report(
     std::vector<Chainlet*> targets;
     targets.reserve(reports.size());
     std::vector<std::string> unknown;
-    std::vector<std::string> elsewhere;
-    absl::flat_hash_map<Chainlet*, absl::flat_hash_set<std::string>> new_sources;
+    absl::flat_hash_map<Chainlet*, int> new_sources;
     for (const v1::LoadReport& r : reports) {
-      auto it = chainlets_.find(EncodeChainletKey(r.chain_id(), r.env_name(), r.chainlet_name()));
-      if (it == chainlets_.end()) {
-        v1::ChainletKey key;
-        key.set_chain_id(r.chain_id());
-        key.set_env_name(r.env_name());
-        (Selected(options_.selector, key) ? unknown : elsewhere).push_back(KeyText(r));
-        targets.push_back(nullptr);
+      absl::StatusOr<Chainlet*> target = TargetLocked(r);
+      if (absl::IsNotFound(target.status())) {
+        unknown.push_back(KeyText(r));
         continue;
       }
-      Chainlet* c = it->second.get();
-      targets.push_back(c);
-      if (!c->window.CanAccept(r.source_id()) ||
-          (new_sources[c].insert(r.source_id()).second && !c->window.CanAccept(r.source_id()))) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("more than ", c->window.max_sources(), " sources report for ",
-                         KeyText(r)));
+      if (!target.ok()) return target.status();
+      Chainlet* c = *target;
+      // Sources new to the window within this batch must fit too.
+      if (!c->window.Knows(r.source_id()) &&
+          c->window.source_count() + ++new_sources[c] > static_cast<size_t>(c->window.max_sources())) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "more than ", c->window.max_sources(), " sources report for ", KeyText(r)));
       }
-    }
-    if (!elsewhere.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "this agent does not serve ", absl::StrJoin(elsewhere, ", "),
-          "; report to the agent whose selector covers that environment"));
+      targets.push_back(c);
     }
     if (!unknown.empty()) {
       return absl::NotFoundError(absl::StrCat("no settings for ", absl::StrJoin(unknown, ", "),
                                               ": the chainlet does not exist (yet)"));
     }
     absl::flat_hash_set<Chainlet*> seen;
-    std::vector<Chainlet*> touched;
     for (int i = 0; i < reports.size(); ++i) {
-      const v1::LoadReport& r = reports[i];
-      Chainlet* c = targets[i];
-      LoadSample sample{std::llround(r.in_flight_requests() * 1000), std::nullopt};
-      if (r.has_in_flight_tokens()) sample.tokens = r.in_flight_tokens();
-      // Validated above, so this cannot fail.
-      absl::Status recorded = c->window.Report(r.source_id(), sample, now);
-      if (!recorded.ok()) return recorded;
-      if (seen.insert(c).second) touched.push_back(c);
-    }
-    for (Chainlet* c : touched) {
-      // Cold start: load reached a chainlet at zero; decide now rather than at the tick.
-      if (c->scaler.state().current_replicas == 0 && c->window.current_request_millis() > 0 &&
-          DecideLocked(*c, now)) {
-        changed.emplace_back(ToProto(*c), true);
-      }
-      answer.push_back(ToProto(*c));
+      RecordLocked(*targets[i], reports[i], now, &changed);
+      if (seen.insert(targets[i]).second) answer.push_back(ToProto(*targets[i]));
     }
   }
   Notify(changed);
   return answer;
+}
+
+std::vector<absl::Status> DecisionLoop::ReportEach(
+    const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports) {
+  std::vector<absl::Status> statuses;
+  statuses.reserve(reports.size());
+  for (int i = 0; i < reports.size(); ++i) {
+    statuses.push_back(ValidateLoadReport(reports[i], absl::StrCat("reports[", i, "].")));
+  }
+  const absl::Time now = clock_.Now();
+  std::vector<std::pair<v1::ScalingDecision, bool>> changed;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int i = 0; i < reports.size(); ++i) {
+      if (!statuses[i].ok()) continue;
+      absl::StatusOr<Chainlet*> target = TargetLocked(reports[i]);
+      if (target.ok() && !(*target)->window.CanAccept(reports[i].source_id())) {
+        target = absl::ResourceExhaustedError(absl::StrCat(
+            "more than ", (*target)->window.max_sources(), " sources report for ",
+            KeyText(reports[i])));
+      }
+      if (!target.ok()) {
+        statuses[i] = target.status();
+        continue;
+      }
+      RecordLocked(**target, reports[i], now, &changed);
+    }
+  }
+  Notify(changed);
+  return statuses;
+}
+
+absl::StatusOr<DecisionLoop::Chainlet*> DecisionLoop::TargetLocked(const v1::LoadReport& r) {
+  auto it = chainlets_.find(EncodeChainletKey(r.chain_id(), r.env_name(), r.chainlet_name()));
+  if (it != chainlets_.end()) return it->second.get();
+  v1::ChainletKey key;
+  key.set_chain_id(r.chain_id());
+  key.set_env_name(r.env_name());
+  if (!Selected(options_.selector, key)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("this agent does not serve ", KeyText(r),
+                     "; report to the agent whose selector covers that environment"));
+  }
+  return absl::NotFoundError(absl::StrCat("no settings for ", KeyText(r)));
+}
+
+void DecisionLoop::RecordLocked(Chainlet& c, const v1::LoadReport& r, absl::Time now,
+                                std::vector<std::pair<v1::ScalingDecision, bool>>* changed) {
+  LoadSample sample{std::llround(r.in_flight_requests() * 1000), std::nullopt};
+  if (r.has_in_flight_tokens()) sample.tokens = r.in_flight_tokens();
+  // Values and the source cap were checked by the caller.
+  if (!c.window.Report(r.source_id(), sample, now).ok()) return;
+  // Cold start: load reached a chainlet at zero; decide now rather than at the tick.
+  if (c.scaler.state().current_replicas == 0 && sample.request_millis > 0 &&
+      DecideLocked(c, now)) {
+    changed->emplace_back(ToProto(c), true);
+  }
 }
 
 bool DecisionLoop::DecideLocked(Chainlet& c, absl::Time now) {
@@ -202,6 +235,7 @@ bool DecisionLoop::DecideLocked(Chainlet& c, absl::Time now) {
   }
   c.last = c.scaler.Decide(c.settings, c.window.Average(now), now);
   c.decided = true;
+  decision_counts_[static_cast<int>(c.last.status)].fetch_add(1, std::memory_order_relaxed);
   const bool changed = c.last.desired_replicas != c.told_replicas ||
                        c.last.status != c.told_status || c.last.capped != c.told_capped;
   if (changed) {
@@ -308,6 +342,10 @@ size_t DecisionLoop::MemoryBytes() const {
              c->window.MemoryBytes() - sizeof(LoadWindow);
   }
   return bytes;
+}
+
+std::array<int64_t, 3> DecisionLoop::DecisionCounts() const {
+  return {decision_counts_[0].load(), decision_counts_[1].load(), decision_counts_[2].load()};
 }
 
 int DecisionLoop::AddWatcher(Watcher watcher, bool all) {

@@ -9,6 +9,7 @@
 #ifndef CHAINSCALE_AGENT_DECISION_LOOP_H_
 #define CHAINSCALE_AGENT_DECISION_LOOP_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -64,6 +65,12 @@ class DecisionLoop {
       const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // For streams: each report is taken or refused on its own. Returns one status per
+  // report, in order.
+  std::vector<absl::Status> ReportEach(
+      const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Decides every chainlet at the clock's now. Returns the decisions that changed.
   std::vector<v1::ScalingDecision> Tick() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -78,6 +85,9 @@ class DecisionLoop {
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
   // Approximate bytes held per chainlet (windows, sources, state), for benchmarks.
   size_t MemoryBytes() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Decisions made so far, by status (ACCEPTED, QUEUED, UNCHANGED).
+  std::array<int64_t, 3> DecisionCounts() const;
 
   int AddWatcher(Watcher watcher, bool all = false) ABSL_LOCKS_EXCLUDED(watchers_mu_);
   void RemoveWatcher(int id) ABSL_LOCKS_EXCLUDED(watchers_mu_);
@@ -104,6 +114,15 @@ class DecisionLoop {
     bool told_capped = false;
   };
 
+  // The chainlet a valid report goes to: NOT_FOUND, FAILED_PRECONDITION (another
+  // agent's environment) or RESOURCE_EXHAUSTED (too many sources) otherwise.
+  absl::StatusOr<Chainlet*> TargetLocked(const v1::LoadReport& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records a checked report; for the cold-start path, decides at once when load reaches
+  // a chainlet at zero. Appends a changed decision to `changed`.
+  void RecordLocked(Chainlet& c, const v1::LoadReport& report, absl::Time now,
+                    std::vector<std::pair<v1::ScalingDecision, bool>>* changed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Decides one chainlet at `now`; true when the decision changed.
   bool DecideLocked(Chainlet& c, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::ScalingDecision ToProto(const Chainlet& c) const;
@@ -122,6 +141,7 @@ class DecisionLoop {
   std::map<int, std::pair<Watcher, bool>> watchers_ ABSL_GUARDED_BY(watchers_mu_);
   int next_watcher_ ABSL_GUARDED_BY(watchers_mu_) = 1;
   std::atomic<int> watchers_for_all_{0};
+  std::array<std::atomic<int64_t>, 3> decision_counts_{};
 };
 
 // What is wrong with a report's values, or OK. Field names are prefixed with `prefix`.

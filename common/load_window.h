@@ -84,6 +84,7 @@ class LoadWindow {
     return static_cast<int32_t>(sources_.size()) < max_sources_ || sources_.contains(source_id);
   }
   int32_t max_sources() const { return max_sources_; }
+  bool Knows(absl::string_view source_id) const { return sources_.contains(source_id); }
   // The sum of the sources' latest values (as of the last report or average).
   int64_t current_request_millis() const { return current_request_millis_; }
   int64_t current_tokens() const { return current_tokens_; }

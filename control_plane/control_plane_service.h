@@ -34,7 +34,7 @@ class ControlPlaneService final
   // UNAVAILABLE. Set them all, or all to null.
   void SetBackends(Registry* registry, SyncHub* hub, Store* store);
   // Ends every Sync stream with UNAVAILABLE, and any opened later.
-  void FinishSyncStreams() { streams_.FinishAll(); }
+  void FinishSyncStreams() { streams_.EndAll(); }
 
   grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* Sync(
       grpc::CallbackServerContext* context) override;
@@ -71,7 +71,7 @@ class ControlPlaneService final
   std::atomic<Registry*> registry_{nullptr};
   std::atomic<SyncHub*> hub_{nullptr};
   std::atomic<Store*> store_{nullptr};
-  SyncStreamSet streams_;
+  StreamSet streams_;
 };
 
 }  // namespace chainscale

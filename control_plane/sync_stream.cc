@@ -24,28 +24,8 @@ class SyncStream::Waker final : public SyncSubscriber {
   SyncStream* stream_ ABSL_GUARDED_BY(mu_);
 };
 
-bool SyncStreamSet::Add(SyncStream* stream) {
-  absl::MutexLock lock(&mu_);
-  streams_.insert(stream);
-  return !closed_;
-}
-
-void SyncStreamSet::Remove(SyncStream* stream) {
-  absl::MutexLock lock(&mu_);
-  streams_.erase(stream);
-}
-
-void SyncStreamSet::FinishAll() {
-  absl::MutexLock lock(&mu_);
-  closed_ = true;
-  // Streams cannot be deleted meanwhile: OnDone removes them under this lock first.
-  for (SyncStream* stream : streams_) {
-    stream->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane shutting down"));
-  }
-}
-
 SyncStream::SyncStream(grpc::CallbackServerContext* context, const ApiKeys& agent_tokens,
-                       bool open_access, SyncBackends backends, SyncStreamSet* streams)
+                       bool open_access, SyncBackends backends, StreamSet* streams)
     : backends_(backends), streams_(streams), waker_(std::make_shared<Waker>(this)) {
   absl::Status status = absl::OkStatus();
   if (!streams_->Add(this)) {

@@ -10,31 +10,14 @@
 #include <memory>
 #include <optional>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "chainscale/v1/control_plane.grpc.pb.h"
 #include "common/auth.h"
+#include "common/stream_set.h"
 #include "control_plane/store.h"
 #include "control_plane/sync_hub.h"
 
 namespace chainscale {
-
-class SyncStream;
-
-// The live streams, so shutdown can finish them all with UNAVAILABLE.
-class SyncStreamSet {
- public:
-  // False once FinishAll ran: the stream must end at once.
-  bool Add(SyncStream* stream) ABSL_LOCKS_EXCLUDED(mu_);
-  void Remove(SyncStream* stream) ABSL_LOCKS_EXCLUDED(mu_);
-  // Finishes every live stream, and every later one at once.
-  void FinishAll() ABSL_LOCKS_EXCLUDED(mu_);
-
- private:
-  absl::Mutex mu_;
-  absl::flat_hash_set<SyncStream*> streams_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-};
 
 // Where a stream's work goes; null members mean the control plane is not ready.
 struct SyncBackends {
@@ -42,13 +25,14 @@ struct SyncBackends {
   Store* store = nullptr;
 };
 
-class SyncStream final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse> {
+class SyncStream final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>,
+                         public EndableStream {
  public:
   // Starts the stream: finishes it at once when the token is wrong, the control plane is
   // not ready or shutting down; otherwise waits for the agent's hello. Deletes itself
   // when done.
   SyncStream(grpc::CallbackServerContext* context, const ApiKeys& agent_tokens,
-             bool open_access, SyncBackends backends, SyncStreamSet* streams);
+             bool open_access, SyncBackends backends, StreamSet* streams);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -56,7 +40,7 @@ class SyncStream final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Syn
   void OnDone() override;
 
   // Ends the stream with `status` once any write in flight completes.
-  void End(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  void End(const grpc::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
   // Sends what the hub has next, unless a write is in flight.
   void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -68,7 +52,7 @@ class SyncStream final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Syn
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SyncBackends backends_;
-  SyncStreamSet* const streams_;
+  StreamSet* const streams_;
   std::shared_ptr<Waker> waker_;
   v1::SyncRequest in_;
 
