@@ -226,6 +226,7 @@ void DecisionLoop::RecordLocked(Chainlet& c, const v1::LoadReport& r, absl::Time
   if (c.scaler.state().current_replicas == 0 && sample.request_millis > 0 &&
       DecideLocked(c, now)) {
     changed->emplace_back(ToProto(c), true);
+    changed_since_tick_.push_back(changed->back().first);
   }
 }
 
@@ -253,6 +254,7 @@ std::vector<v1::ScalingDecision> DecisionLoop::Tick() {
   std::vector<v1::ScalingDecision> changed;
   {
     absl::MutexLock lock(&mu_);
+    changed.swap(changed_since_tick_);
     for (auto& [key, c] : chainlets_) {
       const bool did_change = DecideLocked(*c, now);
       if (did_change) changed.push_back(ToProto(*c));

@@ -71,7 +71,8 @@ class DecisionLoop {
       const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Decides every chainlet at the clock's now. Returns the decisions that changed.
+  // Decides every chainlet at the clock's now. Returns the decisions that changed, with
+  // those changed by the cold-start path since the previous tick.
   std::vector<v1::ScalingDecision> Tick() ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<v1::ScalingDecision> Get(const v1::ChainletKey& key) const
@@ -136,6 +137,8 @@ class DecisionLoop {
   mutable absl::Mutex mu_;
   // Ordered so List answers in key order.
   std::map<std::string, std::unique_ptr<Chainlet>> chainlets_ ABSL_GUARDED_BY(mu_);
+  // Changed outside a tick (cold start); returned by the next Tick.
+  std::vector<v1::ScalingDecision> changed_since_tick_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex watchers_mu_;
   std::map<int, std::pair<Watcher, bool>> watchers_ ABSL_GUARDED_BY(watchers_mu_);

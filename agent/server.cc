@@ -1,0 +1,216 @@
+#include "agent/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/log.h"
+#include "common/names.h"
+
+namespace chainscale {
+namespace {
+
+constexpr char kServiceName[] = "chainscale.v1.Agent";
+constexpr const char* kStatusNames[] = {"ACCEPTED", "QUEUED", "UNCHANGED"};
+
+}  // namespace
+
+absl::StatusOr<v1::Selector> ParseSelector(absl::string_view text) {
+  v1::Selector selector;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::vector<std::string> parts = absl::StrSplit(entry, '/');
+    if (parts.size() > 2 || ChainIdProblem(parts[0]).has_value() ||
+        (parts.size() == 2 && EnvironmentNameProblem(parts[1]).has_value())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--selector entry \"", entry, "\" is not \"chain\" or \"chain/environment\""));
+    }
+    auto* ref = selector.add_chain_environments();
+    ref->set_chain_id(parts[0]);
+    if (parts.size() == 2) ref->set_env_name(parts[1]);
+  }
+  return selector;
+}
+
+AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(AgentOptions options) {
+  if (options.api_keys.empty() && !options.insecure) {
+    return absl::FailedPreconditionError(
+        "no API keys configured: pass --api_keys_file or set CHAINSCALE_API_KEYS "
+        "(or --insecure for a local demo without keys)");
+  }
+  if (options.agent_id.empty()) {
+    return absl::InvalidArgumentError("--agent_id must not be empty");
+  }
+  if (options.decision_interval <= absl::ZeroDuration() ||
+      options.report_staleness < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        "--decision_interval must be positive and --report_staleness at least 1s");
+  }
+  std::unique_ptr<AgentServer> server(new AgentServer(std::move(options)));
+  if (absl::Status s = server->StartServing(); !s.ok()) {
+    server->Shutdown(absl::ZeroDuration());
+    return s;
+  }
+  LogInfo("agent serving",
+          {{"grpc", absl::StrCat(server->grpc_port_)},
+           {"http", absl::StrCat(server->http_port_)},
+           {"agent_id", server->options_.agent_id},
+           {"control_plane", server->options_.control_plane},
+           {"decision_interval", absl::FormatDuration(server->options_.decision_interval)},
+           {"auth", server->options_.api_keys.empty() ? "off (--insecure)" : "api keys"}});
+  return server;
+}
+
+absl::Status AgentServer::StartServing() {
+  DecisionLoopOptions loop_options;
+  loop_options.agent_id = options_.agent_id;
+  loop_options.selector = options_.selector;
+  loop_options.report_staleness_seconds =
+      static_cast<int32_t>(absl::ToInt64Seconds(options_.report_staleness));
+  loop_ = std::make_unique<DecisionLoop>(loop_options, *options_.clock);
+  cache_.AddListener([this](const AppliedUpdate& update) {
+    loop_->Apply(update);
+    if (update.snapshot && !serving_.load()) SetServing(true);
+  });
+
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials =
+      MakeChannelCredentials(options_.tls);
+  if (!channel_credentials.ok()) return channel_credentials.status();
+  SyncClientOptions sync_options;
+  sync_options.control_plane = options_.control_plane;
+  sync_options.credentials = *channel_credentials;
+  sync_options.agent_id = options_.agent_id;
+  sync_options.token = options_.agent_token;
+  sync_options.selector = options_.selector;
+  sync_options.backoff = options_.reconnect;
+  sync_ = std::make_unique<SyncClient>(sync_options, &cache_);
+
+  metrics_.Describe("chainscale_rpc_requests_total", "counter",
+                    "Agent RPCs handled, by method and status code.");
+  metrics_.Describe("chainscale_rpc_duration_seconds", "summary",
+                    "Time spent in agent RPCs, by method.");
+  metrics_.AddCollector([this](std::string* out) { CollectMetrics(out); });
+
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options_.tls);
+  if (!credentials.ok()) return credentials.status();
+  service_ = std::make_unique<AgentService>(options_.api_keys, loop_.get(), &metrics_);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options_.listen));
+  }
+  SetServing(serving_.load());
+
+  if (!options_.http_listen.empty()) {
+    http_.routes().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
+    });
+    http_.routes().Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+      const bool serving = serving_.load();
+      res.status = serving ? 200 : 503;
+      res.set_content(serving ? "SERVING\n" : "NOT_SERVING\n", "text/plain");
+    });
+    absl::StatusOr<int> port = http_.Start(options_.http_listen);
+    if (!port.ok()) return port.status();
+    http_port_ = *port;
+  }
+  sync_->Start();
+  if (options_.run_ticker) ticker_ = std::thread([this] { RunTicker(); });
+  return absl::OkStatus();
+}
+
+void AgentServer::SetServing(bool serving) {
+  serving_.store(serving);
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(serving);
+  health->SetServingStatus(kServiceName, serving);
+}
+
+void AgentServer::Tick() {
+  std::vector<v1::ScalingDecision> changed = loop_->Tick();
+  if (!changed.empty()) sync_->SendDecisions(changed);
+}
+
+void AgentServer::RunTicker() {
+  // Ticks are scheduled on a fixed grid so a slow tick does not shift the next ones.
+  absl::Time next = absl::Now() + options_.decision_interval;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithDeadline(absl::Condition(&stopping_), next)) return;
+    }
+    Tick();
+    next += options_.decision_interval;
+    const absl::Time now = absl::Now();
+    if (next < now) next = now + options_.decision_interval;  // skip missed ticks
+  }
+}
+
+void AgentServer::CollectMetrics(std::string* out) const {
+  const std::vector<ChainletLoad> loads = loop_->Loads();
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+    for (const ChainletLoad& l : loads) {
+      absl::StrAppend(out, name,
+                      RenderLabels({{"chain", l.key.chain_id()},
+                                    {"environment", l.key.env_name()},
+                                    {"chainlet", l.key.chainlet_name()}}),
+                      " ", value(l), "\n");
+    }
+  };
+  family("chainscale_concurrent_requests", "gauge",
+         "In-flight requests reported now, summed over sources.",
+         [](const ChainletLoad& l) { return l.in_flight_requests; });
+  family("chainscale_in_flight_tokens", "gauge",
+         "In-flight tokens reported now, summed over sources.",
+         [](const ChainletLoad& l) { return l.in_flight_tokens; });
+  family("chainscale_desired_replicas", "gauge", "Replicas the latest decision asks for.",
+         [](const ChainletLoad& l) { return l.desired_replicas; });
+  const std::array<int64_t, 3> counts = loop_->DecisionCounts();
+  absl::StrAppend(out,
+                  "# HELP chainscale_decisions_total Decisions made, by status.\n"
+                  "# TYPE chainscale_decisions_total counter\n");
+  for (int i = 0; i < 3; ++i) {
+    absl::StrAppend(out, "chainscale_decisions_total{status=\"", kStatusNames[i], "\"} ",
+                    counts[i], "\n");
+  }
+  absl::StrAppend(out,
+                  "# HELP chainscale_settings_revision Settings revision applied from the "
+                  "control plane.\n# TYPE chainscale_settings_revision gauge\n"
+                  "chainscale_settings_revision ",
+                  cache_.applied_revision(),
+                  "\n# HELP chainscale_sync_connected 1 while the Sync stream is up.\n"
+                  "# TYPE chainscale_sync_connected gauge\nchainscale_sync_connected ",
+                  sync_->connected() ? 1 : 0, "\n");
+}
+
+void AgentServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (ticker_.joinable()) ticker_.join();
+  if (server_ != nullptr) {
+    SetServing(false);
+    service_->EndStreams();
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  }
+  http_.Stop();
+  if (sync_ != nullptr) sync_->Stop();
+}
+
+AgentServer::~AgentServer() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace chainscale

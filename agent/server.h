@@ -1,0 +1,93 @@
+// AgentServer: wires the agent together. The SyncClient fills the SettingsCache from the
+// control plane; the cache feeds the DecisionLoop; a ticker decides every
+// --decision_interval and sends changed decisions back; the AgentService serves reports
+// and decisions over gRPC (with health and reflection), and /metrics over HTTP.
+#ifndef CHAINSCALE_AGENT_SERVER_H_
+#define CHAINSCALE_AGENT_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/agent_service.h"
+#include "agent/decision_loop.h"
+#include "agent/settings_cache.h"
+#include "agent/sync_client.h"
+#include "common/auth.h"
+#include "common/clock.h"
+#include "common/http_server.h"
+#include "common/metrics.h"
+#include "common/tls.h"
+
+namespace chainscale {
+
+struct AgentOptions {
+  std::string listen = "127.0.0.1:50061";     // gRPC host:port; port 0 picks one
+  std::string http_listen = "127.0.0.1:8081";  // /metrics and /healthz; empty disables
+  ApiKeys api_keys;                            // for reporters and decision readers
+  bool insecure = false;
+  TlsFiles tls;                                // serving; tls.ca also verifies the control plane
+  std::string control_plane = "127.0.0.1:50051";
+  std::string agent_id;
+  std::string agent_token;
+  v1::Selector selector;
+  absl::Duration decision_interval = absl::Seconds(1);
+  absl::Duration report_staleness = absl::Seconds(10);
+  BackoffOptions reconnect;
+  const Clock* clock = &RealClock::Get();  // tests drive time
+  // When false, no ticker runs: the caller decides by calling Tick (tests).
+  bool run_ticker = true;
+};
+
+class AgentServer {
+ public:
+  // FAILED_PRECONDITION without keys unless insecure; INVALID_ARGUMENT for bad options;
+  // UNAVAILABLE when a port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<AgentServer>> Start(AgentOptions options);
+  ~AgentServer();
+
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
+  DecisionLoop& loop() { return *loop_; }
+  SyncClient& sync() { return *sync_; }
+  // One decision round: decide every chainlet and send changes to the control plane.
+  void Tick();
+  // Ends streams with UNAVAILABLE, stops the ticker, the Sync stream and the servers.
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+
+ private:
+  explicit AgentServer(AgentOptions options);
+  absl::Status StartServing();
+  void RunTicker();
+  void SetServing(bool serving);
+  void CollectMetrics(std::string* out) const;
+
+  const AgentOptions options_;
+  Metrics metrics_;
+  SettingsCache cache_;
+  std::unique_ptr<DecisionLoop> loop_;
+  std::unique_ptr<SyncClient> sync_;
+  std::unique_ptr<AgentService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  HttpServer http_;
+  std::thread ticker_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> serving_{false};
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  bool shut_down_ = false;
+};
+
+// Parses --selector: comma-separated "chain" or "chain/env" entries; empty selects all.
+absl::StatusOr<v1::Selector> ParseSelector(absl::string_view text);
+
+}  // namespace chainscale
+
+#endif  // CHAINSCALE_AGENT_SERVER_H_
