@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 
-SERVING = re.compile(r'msg="control plane serving" grpc=(\d+) http=(\d+)')
+SERVING = re.compile(r'msg="(?:control plane|agent) serving" grpc=(\d+) http=(\d+)')
 
 
 class ControlPlane:
@@ -41,6 +41,10 @@ class ControlPlane:
             [self.binary, "--listen=127.0.0.1:%d" % grpc_port, "--http_listen=127.0.0.1:0",
              "--data_dir=" + self.data_dir] + self.extra_args,
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+        return self._await_serving(timeout)
+
+    def _await_serving(self, timeout):
+        """Reads stderr until the serving line gives the ports."""
         deadline = time.monotonic() + timeout
         buffered = b""
         while time.monotonic() < deadline:
@@ -65,7 +69,7 @@ class ControlPlane:
                     threading.Thread(target=self._drain, args=(buffered,), daemon=True).start()
                     return self
         self.kill()
-        raise RuntimeError("control plane did not start:\n" + "\n".join(self.log))
+        raise RuntimeError("%s did not start:\n%s" % (self.binary, "\n".join(self.log)))
 
     def _drain(self, buffered):
         stderr = self.proc.stderr
@@ -190,3 +194,21 @@ class SyncProbe:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+class Agent(ControlPlane):
+    """A chainscale-agent process; it shares the control plane's start and stop."""
+
+    def __init__(self, binary, control_plane_address, api_key, agent_token, extra_args=()):
+        super().__init__(binary, "", api_key, extra_args=[
+            "--control_plane=" + control_plane_address] + list(extra_args),
+            agent_token=agent_token)
+
+    def start(self, timeout=30.0, grpc_port=0):
+        env = dict(os.environ, CHAINSCALE_API_KEYS=self.api_key,
+                   CHAINSCALE_AGENT_TOKEN=self.agent_token)
+        self.log = []
+        self.proc = subprocess.Popen(
+            [self.binary, "--listen=127.0.0.1:%d" % grpc_port, "--http_listen=127.0.0.1:0"] +
+            self.extra_args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+        return self._await_serving(timeout)
