@@ -157,6 +157,8 @@ class AgentSystemTest(unittest.TestCase):
             removed = time.monotonic()
             self.assertTrue(wait_for(lambda: self.decision(stub).desired_replicas == 0,
                                      timeout=90))
+            # The watch stream delivers the same decision a moment later.
+            self.assertTrue(wait_for(lambda: watch.latest().desired_replicas == 0))
             after = watch.since(removed)
             steps = [d for d in after if d.status == ACCEPTED]
             self.assertTrue(any(d.status == QUEUED for d in after), "QUEUED while waiting")
