@@ -15,6 +15,7 @@ from google.protobuf import json_format
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "system"))
 from chainscale_process import ControlPlane  # noqa: E402
+from chainscale.v1 import agent_pb2  # noqa: E402
 from chainscale.v1 import control_plane_pb2 as cp  # noqa: E402
 
 README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
@@ -35,6 +36,7 @@ def grpcurl_session():
     for i, (lang, text) in enumerate(blocks):
         if lang != "sh" or not text.startswith("grpcurl"):
             continue
+        assert text.count("grpcurl ") == 1, "one grpcurl command per block:\n" + text
         argv = shlex.split(text.replace("\\\n", " "))
         expected = blocks[i + 1] if i + 1 < len(blocks) and blocks[i + 1][0] in (
             "json", "text") else (None, None)
@@ -77,6 +79,15 @@ class ReadmeSessionTest(unittest.TestCase):
             metadata = tuple(tuple(h.split(": ", 1)) for i, h in enumerate(argv)
                              if argv[i - 1] == "-H")
             body = json.loads(argv[argv.index("-d") + 1])
+            if argv[-2] == "localhost:50061":
+                # An agent call: its request must parse as that method's request type.
+                service, method = argv[-1].rsplit("/", 1)
+                self.assertEqual(service, "chainscale.v1.Agent")
+                descriptor = agent_pb2.DESCRIPTOR.services_by_name["Agent"].methods_by_name[
+                    method]
+                json_format.ParseDict(body, getattr(agent_pb2, descriptor.input_type.name)())
+                self.assertIsNone(lang, "agent calls print no expected answer")
+                continue
             self.assertEqual(argv[-2], "localhost:50051")
             service, method = argv[-1].rsplit("/", 1)
             self.assertEqual(service, "chainscale.v1.ControlPlane")

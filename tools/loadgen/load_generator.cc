@@ -43,7 +43,7 @@ void LoadGenerator::Print(absl::Duration elapsed, const v1::ReportLoadResponse& 
   if (!options_.print_decisions) return;
   for (const v1::ScalingDecision& d : response.decisions()) {
     const std::string key = absl::StrCat(d.chain_id(), "/", d.env_name(), "/", d.chainlet_name());
-    const std::pair<int32_t, int> now{d.desired_replicas(), d.status()};
+    const std::pair<int32_t, int> now{d.desired_replicas(), d.status() * 2 + d.capped()};
     auto it = printed_.find(key);
     if (it != printed_.end() && it->second == now) continue;
     printed_[key] = now;

@@ -54,7 +54,7 @@ class LoadGenerator {
   std::unique_ptr<LoadPattern> pattern_;
   std::ostream& out_;
   std::unique_ptr<v1::Agent::Stub> stub_;
-  // Last printed (replicas, status) per chainlet.
+  // Last printed (replicas, status and capped) per chainlet.
   std::map<std::string, std::pair<int32_t, int>> printed_;
   int64_t reports_sent_ = 0;
   int64_t errors_ = 0;

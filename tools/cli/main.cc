@@ -1,0 +1,77 @@
+// chainscale: a command-line client for the control plane and the agent.
+//
+//   chainscale [flags] METHOD ['JSON request']
+//   chainscale [flags] watch          a live view of the agent's decisions
+#include <signal.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/tls.h"
+#include "tools/cli/commands.h"
+
+ABSL_FLAG(std::string, control_plane, "127.0.0.1:50051", "control plane address");
+ABSL_FLAG(std::string, agent, "127.0.0.1:50061", "agent address");
+ABSL_FLAG(std::string, api_key, "", "API key (default: the first of CHAINSCALE_API_KEYS)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify the servers' TLS certificates");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "deadline of a call");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(absl::StrCat(
+      "chainscale: calls the chainscale control plane and agent with JSON.\n"
+      "  chainscale [flags] METHOD ['JSON request']\n"
+      "  chainscale [flags] watch\n"
+      "Methods: ",
+      absl::StrJoin(chainscale::MethodNames(), ", "),
+      "\nExample:\n"
+      "  chainscale GetChainEnvironment '{\"chain_id\": \"demo\", \"env_name\": \"production\"}'"));
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2 || args.size() > 3) {
+    std::cerr << "usage: chainscale [flags] METHOD ['JSON request'] | watch (--help)\n";
+    return 2;
+  }
+  chainscale::CliOptions options;
+  options.control_plane = absl::GetFlag(FLAGS_control_plane);
+  options.agent = absl::GetFlag(FLAGS_agent);
+  options.api_key = absl::GetFlag(FLAGS_api_key);
+  options.timeout = absl::GetFlag(FLAGS_timeout);
+  if (options.api_key.empty() && std::getenv("CHAINSCALE_API_KEYS") != nullptr) {
+    options.api_key = std::vector<std::string>(
+        absl::StrSplit(std::getenv("CHAINSCALE_API_KEYS"), ','))[0];
+  }
+  auto credentials = chainscale::MakeChannelCredentials({"", "", absl::GetFlag(FLAGS_tls_ca)});
+  if (!credentials.ok()) {
+    std::cerr << credentials.status().message() << "\n";
+    return 2;
+  }
+  options.credentials = *credentials;
+  const std::string method = args[1];
+  const std::string json = args.size() == 3 ? args[2] : "";
+  if (method != "watch" && method != "WatchScalingDecisions") {
+    return chainscale::RunMethod(options, method, json, std::cout, std::cerr);
+  }
+  // Streams run until SIGINT or SIGTERM.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::atomic<bool> stop{false};
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    stop = true;
+  });
+  const int code = method == "watch"
+                       ? chainscale::LiveView(options, stop, std::cout, std::cerr)
+                       : chainscale::Watch(options, json, stop, std::cout, std::cerr);
+  if (!stop.exchange(true)) kill(getpid(), SIGTERM);  // wake the waiter
+  waiter.join();
+  return code;
+}
