@@ -4,13 +4,14 @@
 #define CHAINSCALE_TESTS_TESTING_RAW_GRPC_H_
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/impl/codegen/client_unary_call.h>
 #include <grpcpp/impl/codegen/rpc_method.h>
 #include <grpcpp/impl/codegen/sync_stream.h>
 #include <grpcpp/support/byte_buffer.h>
 
 #include <string>
 #include <vector>
+
+#include "common/health_probe.h"
 
 namespace chainscale::testing {
 
@@ -28,21 +29,17 @@ inline std::string StringField(int field, const std::string& value) {
          std::string(1, static_cast<char>(value.size())) + value;
 }
 
-// grpc.health.v1.Health/Check for `service`; returns the status number (1 SERVING,
-// 2 NOT_SERVING) or -1 when the call fails.
+// grpc.health.v1.Health/Check for `service`: 1 SERVING, 2 NOT_SERVING, -1 unreachable.
 inline int HealthStatus(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
-  grpc::ClientContext context;
-  grpc::Slice request_slice(service.empty() ? std::string() : StringField(1, service));
-  grpc::ByteBuffer request(&request_slice, 1);
-  grpc::ByteBuffer response;
-  grpc::Status status = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
-      channel.get(),
-      grpc::internal::RpcMethod("/grpc.health.v1.Health/Check",
-                                grpc::internal::RpcMethod::NORMAL_RPC),
-      &context, request, &response);
-  if (!status.ok()) return -1;
-  const std::string bytes = ToString(response);
-  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : -1;
+  switch (ProbeHealth(channel, service)) {
+    case HealthState::kServing:
+      return 1;
+    case HealthState::kNotServing:
+      return 2;
+    case HealthState::kUnreachable:
+      return -1;
+  }
+  return -1;
 }
 
 // One ServerReflectionInfo exchange; returns the raw response bytes ("" on failure).
