@@ -11,10 +11,10 @@ namespace chainscale {
 ControlPlaneService::ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics)
     : options_(std::move(options)), metrics_(metrics) {}
 
-void ControlPlaneService::SetBackends(Registry* registry, SyncHub* hub, Store* store) {
+void ControlPlaneService::SetBackends(Management* management, SyncHub* hub, Store* store) {
   hub_.store(hub);
   store_.store(store);
-  registry_.store(registry);
+  management_.store(management);
 }
 
 grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* ControlPlaneService::Sync(
@@ -30,10 +30,10 @@ grpc::Status ControlPlaneService::Serve(const char* method, grpc::ServerContext*
   const absl::Time start = absl::Now();
   absl::Status status = AuthorizeCall(options_.api_keys, *context);
   if (status.ok()) {
-    Registry* registry = registry_.load();
-    status = registry == nullptr
+    Management* management = management_.load();
+    status = management == nullptr
                  ? absl::UnavailableError("the control plane is still opening its store")
-                 : call(*registry);
+                 : call(*management);
   }
   metrics_->RecordRpc(method, absl::StatusCodeToString(status.code()), absl::Now() - start);
   return ToGrpcStatus(status);
@@ -51,28 +51,28 @@ grpc::Status ControlPlaneService::CreateChain(grpc::ServerContext* context,
                                               const v1::CreateChainRequest* request,
                                               v1::Chain* response) {
   return Serve("CreateChain", context,
-               [&](Registry& r) { return Into(r.CreateChain(*request), response); });
+               [&](Management& m) { return Into(m.registry().CreateChain(*request), response); });
 }
 
 grpc::Status ControlPlaneService::GetChain(grpc::ServerContext* context,
                                            const v1::GetChainRequest* request,
                                            v1::Chain* response) {
   return Serve("GetChain", context,
-               [&](Registry& r) { return Into(r.GetChain(request->chain_id()), response); });
+               [&](Management& m) { return Into(m.registry().GetChain(request->chain_id()), response); });
 }
 
 grpc::Status ControlPlaneService::ListChains(grpc::ServerContext* context,
                                              const v1::ListChainsRequest* request,
                                              v1::ListChainsResponse* response) {
   return Serve("ListChains", context,
-               [&](Registry& r) { return Into(r.ListChains(*request), response); });
+               [&](Management& m) { return Into(m.registry().ListChains(*request), response); });
 }
 
 grpc::Status ControlPlaneService::DeleteChain(grpc::ServerContext* context,
                                               const v1::DeleteChainRequest* request,
                                               v1::DeleteChainResponse* response) {
-  return Serve("DeleteChain", context, [&](Registry& r) {
-    absl::StatusOr<int64_t> revision = r.DeleteChain(request->chain_id());
+  return Serve("DeleteChain", context, [&](Management& m) {
+    absl::StatusOr<int64_t> revision = m.registry().DeleteChain(request->chain_id());
     if (revision.ok()) response->set_revision(*revision);
     return revision.status();
   });
@@ -82,15 +82,15 @@ grpc::Status ControlPlaneService::CreateEnvironment(grpc::ServerContext* context
                                                     const v1::CreateEnvironmentRequest* request,
                                                     v1::ChainEnvironment* response) {
   return Serve("CreateEnvironment", context,
-               [&](Registry& r) { return Into(r.CreateEnvironment(*request), response); });
+               [&](Management& m) { return Into(m.registry().CreateEnvironment(*request), response); });
 }
 
 grpc::Status ControlPlaneService::DeleteEnvironment(grpc::ServerContext* context,
                                                     const v1::DeleteEnvironmentRequest* request,
                                                     v1::DeleteEnvironmentResponse* response) {
-  return Serve("DeleteEnvironment", context, [&](Registry& r) {
+  return Serve("DeleteEnvironment", context, [&](Management& m) {
     absl::StatusOr<int64_t> revision =
-        r.DeleteEnvironment(request->chain_id(), request->env_name());
+        m.registry().DeleteEnvironment(request->chain_id(), request->env_name());
     if (revision.ok()) response->set_revision(*revision);
     return revision.status();
   });
@@ -99,8 +99,8 @@ grpc::Status ControlPlaneService::DeleteEnvironment(grpc::ServerContext* context
 grpc::Status ControlPlaneService::GetChainEnvironment(
     grpc::ServerContext* context, const v1::GetChainEnvironmentRequest* request,
     v1::ChainEnvironment* response) {
-  return Serve("GetChainEnvironment", context, [&](Registry& r) {
-    return Into(r.GetChainEnvironment(request->chain_id(), request->env_name()), response);
+  return Serve("GetChainEnvironment", context, [&](Management& m) {
+    return Into(m.registry().GetChainEnvironment(request->chain_id(), request->env_name()), response);
   });
 }
 
@@ -108,41 +108,8 @@ grpc::Status ControlPlaneService::UpdateChainletEnvironmentAutoscalingSettings(
     grpc::ServerContext* context,
     const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest* request,
     v1::UpdateChainletEnvironmentAutoscalingSettingsResponse* response) {
-  using Response = v1::UpdateChainletEnvironmentAutoscalingSettingsResponse;
-  return Serve("UpdateChainletEnvironmentAutoscalingSettings", context, [&](Registry& r) {
-    absl::StatusOr<UpdateOutcome> outcome = r.UpdateSettings(*request);
-    if (!outcome.ok()) return outcome.status();
-    if (!outcome->changed) {
-      response->set_status(Response::UNCHANGED);
-      response->set_message(outcome->message);
-      return absl::OkStatus();
-    }
-    // Stored durably; ACCEPTED once every agent serving the environment applied it.
-    SyncHub* hub = hub_.load();
-    const AckOutcome acks =
-        hub == nullptr ? AckOutcome::kNoSubscribers
-                       : hub->WaitForAcks(request->chain_id(), request->env_name(),
-                                          outcome->revision, absl::Now() + options_.ack_timeout);
-    switch (acks) {
-      case AckOutcome::kAllAcked:
-        response->set_status(Response::ACCEPTED);
-        response->set_message(absl::StrCat(outcome->message, " (applied by every agent)"));
-        break;
-      case AckOutcome::kNoSubscribers:
-        response->set_status(Response::QUEUED);
-        response->set_message(absl::StrCat(
-            outcome->message, " (stored; no agent serving ", request->chain_id(), "/",
-            request->env_name(), " is connected, agents apply it when they connect)"));
-        break;
-      case AckOutcome::kTimedOut:
-        response->set_status(Response::QUEUED);
-        response->set_message(absl::StrCat(
-            outcome->message, " (stored; not every agent applied it within ",
-            absl::FormatDuration(options_.ack_timeout), ", they apply it when they catch up)"));
-        break;
-    }
-    return absl::OkStatus();
-  });
+  return Serve("UpdateChainletEnvironmentAutoscalingSettings", context,
+               [&](Management& m) { return Into(m.UpdateSettings(*request), response); });
 }
 
 }  // namespace chainscale

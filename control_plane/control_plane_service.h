@@ -1,7 +1,7 @@
 // ControlPlaneService: the gRPC face of the control plane. A thin adapter: management
-// calls check the caller's key, go to the Registry and come back as a grpc::Status,
-// counted in the metrics; an update then waits for the agents' acks through the SyncHub.
-// Sync streams run on the callback API as SyncStream reactors.
+// calls check the caller's key, go to the Management core and come back as a
+// grpc::Status, counted in the metrics. Sync streams run on the callback API as
+// SyncStream reactors.
 #ifndef CHAINSCALE_CONTROL_PLANE_CONTROL_PLANE_SERVICE_H_
 #define CHAINSCALE_CONTROL_PLANE_CONTROL_PLANE_SERVICE_H_
 
@@ -11,7 +11,7 @@
 #include "chainscale/v1/control_plane.grpc.pb.h"
 #include "common/auth.h"
 #include "common/metrics.h"
-#include "control_plane/registry.h"
+#include "control_plane/management.h"
 #include "control_plane/sync_hub.h"
 #include "control_plane/sync_stream.h"
 
@@ -21,7 +21,6 @@ struct ControlPlaneServiceOptions {
   ApiKeys api_keys;      // management callers
   ApiKeys agent_tokens;  // agents on Sync
   bool insecure = false;  // no keys configured is allowed: calls are open
-  absl::Duration ack_timeout = absl::Seconds(2);
 };
 
 class ControlPlaneService final
@@ -32,7 +31,7 @@ class ControlPlaneService final
 
   // Calls made before the backends are set (the store is still opening) answer
   // UNAVAILABLE. Set them all, or all to null.
-  void SetBackends(Registry* registry, SyncHub* hub, Store* store);
+  void SetBackends(Management* management, SyncHub* hub, Store* store);
   // Ends every Sync stream with UNAVAILABLE, and any opened later.
   void FinishSyncStreams() { streams_.EndAll(); }
 
@@ -62,13 +61,13 @@ class ControlPlaneService final
       v1::UpdateChainletEnvironmentAutoscalingSettingsResponse* response) override;
 
  private:
-  // Authorizes, runs `call` against the registry, records the outcome.
+  // Authorizes, runs `call` against the management core, records the outcome.
   template <typename Call>
   grpc::Status Serve(const char* method, grpc::ServerContext* context, Call call);
 
   const ControlPlaneServiceOptions options_;
   Metrics* const metrics_;
-  std::atomic<Registry*> registry_{nullptr};
+  std::atomic<Management*> management_{nullptr};
   std::atomic<SyncHub*> hub_{nullptr};
   std::atomic<Store*> store_{nullptr};
   StreamSet streams_;

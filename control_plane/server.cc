@@ -78,8 +78,7 @@ absl::Status ControlPlaneServer::StartServing() {
       MakeServerCredentials(options_.tls);
   if (!credentials.ok()) return credentials.status();
   service_ = std::make_unique<ControlPlaneService>(
-      ControlPlaneServiceOptions{options_.api_keys, options_.agent_tokens, options_.insecure,
-                                 options_.ack_timeout},
+      ControlPlaneServiceOptions{options_.api_keys, options_.agent_tokens, options_.insecure},
       &metrics_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -125,7 +124,8 @@ absl::Status ControlPlaneServer::OpenStore() {
   hub_ = std::make_unique<SyncHub>(store_.get(), options_.sync);
   registry_ = std::make_unique<Registry>(store_.get(), options_.registry, RealClock::Get(),
                                          [hub = hub_.get()] { hub->Published(); });
-  service_->SetBackends(registry_.get(), hub_.get(), store_.get());
+  management_ = std::make_unique<Management>(registry_.get(), hub_.get(), options_.ack_timeout);
+  service_->SetBackends(management_.get(), hub_.get(), store_.get());
   return absl::OkStatus();
 }
 
@@ -146,6 +146,7 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
   }
   http_.Stop();
   if (service_ != nullptr) service_->SetBackends(nullptr, nullptr, nullptr);
+  management_.reset();
   registry_.reset();
   hub_.reset();
   store_.reset();

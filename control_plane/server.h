@@ -16,6 +16,7 @@
 #include "common/metrics.h"
 #include "common/tls.h"
 #include "control_plane/control_plane_service.h"
+#include "control_plane/management.h"
 #include "control_plane/registry.h"
 #include "control_plane/store.h"
 #include "control_plane/sync_hub.h"
@@ -67,6 +68,7 @@ class ControlPlaneServer {
   std::unique_ptr<Store> store_;
   std::unique_ptr<SyncHub> hub_;
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Management> management_;
   std::atomic<bool> serving_{false};
   int grpc_port_ = 0;
   int http_port_ = 0;
