@@ -14,7 +14,8 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address, host:port");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
-          "HTTP address for /metrics and /healthz, host:port; empty disables");
+          "HTTP address for the REST gateway, /metrics and /healthz, host:port; empty "
+          "disables");
 ABSL_FLAG(std::string, data_dir, "./data/control-plane", "RocksDB data directory");
 ABSL_FLAG(std::string, api_keys_file, "",
           "file of management API keys, one per line (or set CHAINSCALE_API_KEYS, "
@@ -30,6 +31,9 @@ ABSL_FLAG(absl::Duration, ack_timeout, absl::Seconds(2),
           "how long an update waits for agents to acknowledge it before answering QUEUED");
 ABSL_FLAG(int64_t, log_retention, 100000, "revision-log entries kept for resuming agents");
 ABSL_FLAG(int32_t, max_replica_limit, 1000, "largest max_replica a setting may have");
+ABSL_FLAG(double, rest_rate_limit, 100,
+          "REST gateway requests per second per API key (a burst of one second's worth); "
+          "0 disables the limit");
 
 namespace {
 
@@ -68,6 +72,7 @@ int main(int argc, char** argv) {
   options.ack_timeout = absl::GetFlag(FLAGS_ack_timeout);
   options.log_retention = absl::GetFlag(FLAGS_log_retention);
   options.registry.settings_limits.max_replica_limit = absl::GetFlag(FLAGS_max_replica_limit);
+  options.rest_rate_limit = absl::GetFlag(FLAGS_rest_rate_limit);
   if (options.log_retention < 1) {
     return Fail(absl::InvalidArgumentError("--log_retention must be at least 1"));
   }

@@ -93,6 +93,10 @@ absl::Status ControlPlaneServer::StartServing() {
   SetServing(false);
 
   if (!options_.http_listen.empty()) {
+    rest_ = std::make_unique<RestGateway>(
+        RestGatewayOptions{options_.api_keys, options_.rest_rate_limit}, &metrics_,
+        RealClock::Get());
+    rest_->Register(http_.routes());
     http_.routes().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
     });
@@ -126,6 +130,7 @@ absl::Status ControlPlaneServer::OpenStore() {
                                          [hub = hub_.get()] { hub->Published(); });
   management_ = std::make_unique<Management>(registry_.get(), hub_.get(), options_.ack_timeout);
   service_->SetBackends(management_.get(), hub_.get(), store_.get());
+  if (rest_ != nullptr) rest_->SetManagement(management_.get());
   return absl::OkStatus();
 }
 
@@ -145,6 +150,7 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
   http_.Stop();
+  if (rest_ != nullptr) rest_->SetManagement(nullptr);
   if (service_ != nullptr) service_->SetBackends(nullptr, nullptr, nullptr);
   management_.reset();
   registry_.reset();

@@ -18,6 +18,7 @@
 #include "control_plane/control_plane_service.h"
 #include "control_plane/management.h"
 #include "control_plane/registry.h"
+#include "control_plane/rest_gateway.h"
 #include "control_plane/store.h"
 #include "control_plane/sync_hub.h"
 
@@ -25,7 +26,7 @@ namespace chainscale {
 
 struct ControlPlaneOptions {
   std::string listen = "127.0.0.1:50051";     // gRPC host:port; port 0 picks one
-  std::string http_listen = "127.0.0.1:8080";  // /metrics and /healthz; empty disables
+  std::string http_listen = "127.0.0.1:8080";  // REST, /metrics, /healthz; empty disables
   std::string data_dir = "./data/control-plane";
   ApiKeys api_keys;      // management callers
   ApiKeys agent_tokens;  // agents on the Sync stream
@@ -36,6 +37,7 @@ struct ControlPlaneOptions {
   int max_message_bytes = 4 << 20;
   RegistryOptions registry;
   SyncHubOptions sync;
+  double rest_rate_limit = 100;  // requests per second per key on the REST gateway
 };
 
 class ControlPlaneServer {
@@ -65,6 +67,7 @@ class ControlPlaneServer {
   std::unique_ptr<ControlPlaneService> service_;
   std::unique_ptr<grpc::Server> server_;
   HttpServer http_;
+  std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<SyncHub> hub_;
   std::unique_ptr<Registry> registry_;

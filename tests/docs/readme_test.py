@@ -1,11 +1,13 @@
-"""Replays the README's grpcurl session against a real control plane and checks every
-printed answer: the services listed, each call's JSON response (in grpcurl's JSON form:
-lowerCamelCase names, int64 as strings), and the code and message of the error shown."""
+"""Replays the README's grpcurl session and its REST cURL call against a real control
+plane and checks every printed answer: the services listed, each call's JSON response
+(in grpcurl's JSON form: lowerCamelCase names, int64 as strings), the code and message of
+the error shown, and the REST answer."""
 
 import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -34,6 +36,10 @@ def grpcurl_session():
     blocks = readme_blocks()
     session = []
     for i, (lang, text) in enumerate(blocks):
+        if lang == "sh" and text.startswith("curl "):
+            expected = blocks[i + 1] if blocks[i + 1][0] == "json" else (None, None)
+            session.append((["curl", text], expected[0], expected[1]))
+            continue
         if lang != "sh" or not text.startswith("grpcurl"):
             continue
         assert text.count("grpcurl ") == 1, "one grpcurl command per block:\n" + text
@@ -69,6 +75,15 @@ class ReadmeSessionTest(unittest.TestCase):
         self.assertGreaterEqual(len(session), 6)
         checked = 0
         for argv, lang, expected in session:
+            if argv[0] == "curl":
+                command = argv[1].strip().replace("localhost:8080",
+                                                  "127.0.0.1:%d" % self.cp.http_port)
+                out = subprocess.run(["bash", "-c", command + " --silent --show-error"],
+                                     capture_output=True, text=True, timeout=60)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertEqual(json.loads(out.stdout), json.loads(expected))
+                checked += 1
+                continue
             self.assertEqual(argv[:2], ["grpcurl", "-plaintext"], argv)
             if argv[-1] == "list":
                 self.assertEqual(list_services(self.channel), expected.split())
@@ -115,7 +130,7 @@ class ReadmeSessionTest(unittest.TestCase):
                 self.assertEqual(err.exception.code(), GRPC_CODE_NAMES[code])
                 self.assertEqual(err.exception.details(), message)
             checked += 1
-        self.assertEqual(checked, 6)
+        self.assertEqual(checked, 7)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,281 @@
+#include "control_plane/rest_gateway.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <cmath>
+#include <regex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/field_violations.h"
+
+namespace chainscale {
+namespace {
+
+using google::protobuf::util::JsonParseOptions;
+using google::protobuf::util::JsonPrintOptions;
+
+const std::regex& SettingsPath() {
+  static const auto* re = new std::regex(
+      "^/v1/chains/([^/]+)/environments/([^/]+)/chainlet_settings/autoscaling_settings/?$");
+  return *re;
+}
+const std::regex& EnvironmentPath() {
+  static const auto* re = new std::regex("^/v1/chains/([^/]+)/environments/([^/]+)/?$");
+  return *re;
+}
+const std::regex& EnvironmentsPath() {
+  static const auto* re = new std::regex("^/v1/chains/([^/]+)/environments/?$");
+  return *re;
+}
+
+RestResponse Json(const google::protobuf::Message& message) {
+  JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  RestResponse response;
+  if (!google::protobuf::util::MessageToJsonString(message, &response.body, options).ok()) {
+    return ErrorResponse(absl::InternalError("cannot print the response as JSON"));
+  }
+  return response;
+}
+
+template <typename T>
+RestResponse JsonOr(const absl::StatusOr<T>& result) {
+  return result.ok() ? Json(*result) : ErrorResponse(result.status());
+}
+
+// Parses a request body; protobuf's JSON parser rejects unknown fields and takes null as
+// "not passed".
+absl::Status ParseBody(const std::string& body, google::protobuf::Message* message) {
+  if (absl::StripAsciiWhitespace(body).empty()) {
+    return absl::InvalidArgumentError("the request body is empty; send a JSON object");
+  }
+  JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(body, message, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request body is not valid: ", status.message().as_string()));
+  }
+  return absl::OkStatus();
+}
+
+// `text` with every byte that is not part of valid UTF-8 replaced by U+FFFD: error
+// messages echo names from requests, and JSON strings must be UTF-8.
+std::string ValidUtf8(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
+                                       : (c >> 3) == 0x1E ? 4 : 0;
+    bool valid = length > 0 && i + length <= text.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      valid = (static_cast<unsigned char>(text[i + k]) >> 6) == 0x2;
+    }
+    if (valid && length > 1) {
+      // Reject overlong forms, surrogates and values past U+10FFFF.
+      uint32_t cp = c & (0xFF >> (length + 1));
+      for (size_t k = 1; k < length; ++k) cp = (cp << 6) | (text[i + k] & 0x3F);
+      valid = !(length == 2 && cp < 0x80) && !(length == 3 && cp < 0x800) &&
+              !(length == 4 && cp < 0x10000) && !(cp >= 0xD800 && cp <= 0xDFFF) &&
+              cp <= 0x10FFFF;
+    }
+    if (valid) {
+      out.append(text.data() + i, length);
+      i += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+RestResponse MethodNotAllowed(const std::string& allowed) {
+  RestResponse response = ErrorResponse(
+      absl::InvalidArgumentError(absl::StrCat("method not allowed here; use ", allowed)));
+  response.status = 405;
+  response.headers["Allow"] = allowed;
+  return response;
+}
+
+}  // namespace
+
+int HttpStatusFor(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+RestResponse ErrorResponse(const absl::Status& status) {
+  google::protobuf::Struct root;
+  google::protobuf::Struct* error = (*root.mutable_fields())["error"].mutable_struct_value();
+  (*error->mutable_fields())["code"].set_string_value(
+      absl::StatusCodeToString(status.code()));
+  (*error->mutable_fields())["message"].set_string_value(ValidUtf8(status.message()));
+  const std::vector<FieldViolation> violations = FieldViolationsOf(status);
+  if (!violations.empty()) {
+    auto* list = (*error->mutable_fields())["field_violations"].mutable_list_value();
+    for (const FieldViolation& v : violations) {
+      auto* fields = list->add_values()->mutable_struct_value()->mutable_fields();
+      (*fields)["field"].set_string_value(ValidUtf8(v.field));
+      (*fields)["description"].set_string_value(ValidUtf8(v.description));
+    }
+  }
+  RestResponse response;
+  response.status = HttpStatusFor(status.code());
+  (void)google::protobuf::util::MessageToJsonString(root, &response.body);
+  return response;
+}
+
+RestGateway::RestGateway(RestGatewayOptions options, Metrics* metrics, const Clock& clock)
+    : options_(std::move(options)), metrics_(metrics), clock_(clock) {}
+
+std::optional<double> RestGateway::Throttle(const std::string& key) {
+  const double rate = options_.requests_per_second_per_key;
+  if (rate <= 0) return std::nullopt;
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = buckets_.try_emplace(key, Bucket{rate, now});
+  Bucket& bucket = it->second;
+  // Refill at `rate` per second up to a burst of one second's worth.
+  bucket.tokens =
+      std::min(rate, bucket.tokens + absl::ToDoubleSeconds(now - bucket.refilled) * rate);
+  bucket.refilled = now;
+  if (bucket.tokens >= 1) {
+    bucket.tokens -= 1;
+    return std::nullopt;
+  }
+  return (1 - bucket.tokens) / rate;
+}
+
+RestResponse RestGateway::Handle(const RestRequest& request) {
+  const absl::Time start = absl::Now();
+  RestResponse response;
+  std::string key = "anonymous";
+  if (request.body.size() > options_.max_body_bytes) {
+    response = ErrorResponse(absl::InvalidArgumentError(
+        absl::StrCat("the request body is larger than ", options_.max_body_bytes, " bytes")));
+    response.status = 413;
+  } else if (absl::Status auth = options_.api_keys.empty()
+                                     ? absl::OkStatus()
+                                     : options_.api_keys.Check(request.authorization);
+             !auth.ok()) {
+    response = ErrorResponse(auth);
+    response.headers["WWW-Authenticate"] = "Api-Key";
+  } else {
+    if (!options_.api_keys.empty()) key = request.authorization;
+    if (std::optional<double> retry_after = Throttle(key)) {
+      response = ErrorResponse(absl::ResourceExhaustedError(absl::StrCat(
+          "more than ", options_.requests_per_second_per_key,
+          " requests per second with this key; retry after ", *retry_after, " s")));
+      // The body says when, precisely; the header in whole seconds, as HTTP wants.
+      response.body.insert(response.body.size() - 1,
+                           absl::StrCat(",\"retry_after\":", *retry_after));
+      response.headers["Retry-After"] = absl::StrCat(std::ceil(*retry_after));
+    } else if (Management* management = management_.load(); management == nullptr) {
+      response = ErrorResponse(absl::UnavailableError("the control plane is still opening its store"));
+    } else {
+      response = Route(request, *management);
+    }
+  }
+  response.headers["Content-Type"] = "application/json";
+  metrics_->RecordRpc(absl::StrCat("REST ", request.method),
+                      response.status < 400 ? "OK" : absl::StrCat("HTTP_", response.status),
+                      absl::Now() - start);
+  return response;
+}
+
+RestResponse RestGateway::Route(const RestRequest& request, Management& management) {
+  std::smatch m;
+  if (std::regex_match(request.path, m, SettingsPath())) {
+    if (request.method != "PATCH") return MethodNotAllowed("PATCH");
+    v1::UpdateChainletEnvironmentAutoscalingSettingsRequest update;
+    if (absl::Status s = ParseBody(request.body, &update); !s.ok()) return ErrorResponse(s);
+    if (!update.chain_id().empty() || !update.env_name().empty()) {
+      return ErrorResponse(absl::InvalidArgumentError(
+          "the body has only \"updates\"; chain_id and env_name come from the path"));
+    }
+    update.set_chain_id(m[1]);
+    update.set_env_name(m[2]);
+    return JsonOr(management.UpdateSettings(update));
+  }
+  if (std::regex_match(request.path, m, EnvironmentPath())) {
+    if (request.method != "GET") return MethodNotAllowed("GET");
+    return JsonOr(management.registry().GetChainEnvironment(m[1].str(), m[2].str()));
+  }
+  if (std::regex_match(request.path, m, EnvironmentsPath())) {
+    if (request.method != "POST") return MethodNotAllowed("POST");
+    v1::CreateEnvironmentRequest create;
+    if (absl::Status s = ParseBody(request.body, &create); !s.ok()) return ErrorResponse(s);
+    if (!create.chain_id().empty()) {
+      return ErrorResponse(
+          absl::InvalidArgumentError("chain_id comes from the path, not the body"));
+    }
+    create.set_chain_id(m[1]);
+    return JsonOr(management.registry().CreateEnvironment(create));
+  }
+  return ErrorResponse(absl::NotFoundError(absl::StrCat("no such path: ", request.path)));
+}
+
+void RestGateway::Register(httplib::Server& server) {
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+    RestResponse response =
+        Handle({req.method, req.path, req.get_header_value("Authorization"), req.body});
+    res.status = response.status;
+    for (const auto& [name, value] : response.headers) {
+      if (name != "Content-Type") res.set_header(name.c_str(), value);
+    }
+    res.set_content(response.body, "application/json");
+  };
+  const char* pattern = "/v1/.*";
+  server.Get(pattern, handler);
+  server.Post(pattern, handler);
+  server.Patch(pattern, handler);
+  server.Put(pattern, handler);
+  server.Delete(pattern, handler);
+  // httplib's own errors (413 for an oversized body, 404 for other paths, 400 for a
+  // malformed request) in the same JSON shape.
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    absl::Status status = res.status == 404   ? absl::NotFoundError("no such path")
+                          : res.status == 413 ? absl::InvalidArgumentError(
+                                                    "the request body is too large")
+                                              : absl::InvalidArgumentError("bad request");
+    RestResponse response = ErrorResponse(status);
+    res.set_content(response.body, "application/json");
+  });
+}
+
+}  // namespace chainscale
