@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/server.h"
 #include "common/log.h"
+#include "common/process.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50061", "gRPC address, host:port");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8081",
@@ -37,11 +38,6 @@ ABSL_FLAG(absl::Duration, report_staleness, absl::Seconds(10),
 
 namespace {
 
-std::string EnvOrEmpty(const char* name) {
-  const char* value = std::getenv(name);
-  return value == nullptr ? "" : value;
-}
-
 int Fail(const absl::Status& status) {
   chainscale::LogError("agent failed to start", {{"error", std::string(status.message())}});
   return 1;
@@ -56,11 +52,7 @@ int main(int argc, char** argv) {
       "--agent_token TOKEN");
   absl::ParseCommandLine(argc, argv);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = chainscale::BlockTerminationSignals();
 
   chainscale::AgentOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -76,7 +68,7 @@ int main(int argc, char** argv) {
     options.agent_id = absl::StrCat(host, "-", getpid());
   }
   options.agent_token = absl::GetFlag(FLAGS_agent_token);
-  if (options.agent_token.empty()) options.agent_token = EnvOrEmpty("CHAINSCALE_AGENT_TOKEN");
+  if (options.agent_token.empty()) options.agent_token = chainscale::EnvOrEmpty("CHAINSCALE_AGENT_TOKEN");
   absl::StatusOr<chainscale::v1::Selector> selector =
       chainscale::ParseSelector(absl::GetFlag(FLAGS_selector));
   if (!selector.ok()) return Fail(selector.status());
@@ -84,7 +76,7 @@ int main(int argc, char** argv) {
   options.decision_interval = absl::GetFlag(FLAGS_decision_interval);
   options.report_staleness = absl::GetFlag(FLAGS_report_staleness);
   absl::StatusOr<chainscale::ApiKeys> keys = chainscale::ApiKeys::Load(
-      absl::GetFlag(FLAGS_api_keys_file), EnvOrEmpty("CHAINSCALE_API_KEYS"));
+      absl::GetFlag(FLAGS_api_keys_file), chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"));
   if (!keys.ok()) return Fail(keys.status());
   options.api_keys = *std::move(keys);
 
@@ -92,9 +84,8 @@ int main(int argc, char** argv) {
       chainscale::AgentServer::Start(std::move(options));
   if (!server.ok()) return Fail(server.status());
 
-  int signal = 0;
-  sigwait(&signals, &signal);
-  chainscale::LogInfo("shutting down", {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  chainscale::LogInfo("shutting down",
+                      {{"signal", chainscale::AwaitTerminationSignal(signals)}});
   (*server)->Shutdown();
   chainscale::LogInfo("agent stopped");
   return 0;

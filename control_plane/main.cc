@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "control_plane/server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address, host:port");
@@ -37,11 +38,6 @@ ABSL_FLAG(double, rest_rate_limit, 100,
 
 namespace {
 
-const char* EnvOrEmpty(const char* name) {
-  const char* value = std::getenv(name);
-  return value == nullptr ? "" : value;
-}
-
 int Fail(const absl::Status& status) {
   chainscale::LogError("control plane failed to start", {{"error", std::string(status.message())}});
   return 1;
@@ -55,12 +51,7 @@ int main(int argc, char** argv) {
       "  chainscale-control-plane --api_keys_file keys.txt [--data_dir DIR] [--listen ADDR]");
   absl::ParseCommandLine(argc, argv);
 
-  // Signals are taken by sigwait below, never by a handler on a random thread.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = chainscale::BlockTerminationSignals();
 
   chainscale::ControlPlaneOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -80,11 +71,11 @@ int main(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--max_replica_limit must be at least 1"));
   }
   absl::StatusOr<chainscale::ApiKeys> api_keys = chainscale::ApiKeys::Load(
-      absl::GetFlag(FLAGS_api_keys_file), EnvOrEmpty("CHAINSCALE_API_KEYS"));
+      absl::GetFlag(FLAGS_api_keys_file), chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"));
   if (!api_keys.ok()) return Fail(api_keys.status());
   options.api_keys = *std::move(api_keys);
   absl::StatusOr<chainscale::ApiKeys> agent_tokens = chainscale::ApiKeys::Load(
-      absl::GetFlag(FLAGS_agent_tokens_file), EnvOrEmpty("CHAINSCALE_AGENT_TOKEN"));
+      absl::GetFlag(FLAGS_agent_tokens_file), chainscale::EnvOrEmpty("CHAINSCALE_AGENT_TOKEN"));
   if (!agent_tokens.ok()) return Fail(agent_tokens.status());
   options.agent_tokens = *std::move(agent_tokens);
 
@@ -92,9 +83,8 @@ int main(int argc, char** argv) {
       chainscale::ControlPlaneServer::Start(std::move(options));
   if (!server.ok()) return Fail(server.status());
 
-  int signal = 0;
-  sigwait(&signals, &signal);
-  chainscale::LogInfo("shutting down", {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  chainscale::LogInfo("shutting down",
+                      {{"signal", chainscale::AwaitTerminationSignal(signals)}});
   (*server)->Shutdown();
   chainscale::LogInfo("control plane stopped");
   return 0;

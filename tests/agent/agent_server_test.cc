@@ -20,6 +20,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/raw_grpc.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/wait.h"
 
 namespace chainscale {
 namespace {
@@ -29,15 +30,7 @@ using ::testing::HasSubstr;
 constexpr char kKey[] = "key";
 constexpr char kToken[] = "token";
 
-template <typename Predicate>
-bool WaitFor(Predicate done, absl::Duration timeout = absl::Seconds(20)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
+using testing::WaitFor;
 
 std::unique_ptr<grpc::ClientContext> Context() {
   auto context = std::make_unique<grpc::ClientContext>();

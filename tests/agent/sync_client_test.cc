@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/wait.h"
 
 namespace chainscale {
 namespace {
@@ -26,16 +27,7 @@ using Response = v1::UpdateChainletEnvironmentAutoscalingSettingsResponse;
 constexpr char kKey[] = "management-key";
 constexpr char kToken[] = "agent-token";
 
-// Polls `done` until it holds or `timeout` passes; true when it held.
-template <typename Predicate>
-bool WaitFor(Predicate done, absl::Duration timeout = absl::Seconds(20)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
+using testing::WaitFor;
 
 // Everything one agent applied, in order.
 class AppliedLog {

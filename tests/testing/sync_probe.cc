@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/settings_cache.h"
 #include "agent/sync_client.h"
+#include "common/process.h"
 
 ABSL_FLAG(std::string, control_plane, "127.0.0.1:50051", "control plane host:port");
 ABSL_FLAG(std::vector<std::string>, agent_ids, {"probe"}, "one agent per id");
@@ -39,11 +40,7 @@ void Print(const std::string& line) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = chainscale::BlockTerminationSignals();
 
   chainscale::v1::Selector selector;
   if (const std::string s = absl::GetFlag(FLAGS_selector); !s.empty()) {
@@ -78,8 +75,7 @@ int main(int argc, char** argv) {
     clients.push_back(std::make_unique<chainscale::SyncClient>(options, caches.back().get()));
     clients.back()->Start();
   }
-  int signal = 0;
-  sigwait(&signals, &signal);
+  chainscale::AwaitTerminationSignal(signals);
   for (size_t i = 0; i < clients.size(); ++i) {
     clients[i]->Stop();
     const chainscale::SyncClient::Stats stats = clients[i]->stats();

@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/process.h"
 #include "common/tls.h"
 #include "tools/cli/commands.h"
 
@@ -41,9 +42,9 @@ int main(int argc, char** argv) {
   options.agent = absl::GetFlag(FLAGS_agent);
   options.api_key = absl::GetFlag(FLAGS_api_key);
   options.timeout = absl::GetFlag(FLAGS_timeout);
-  if (options.api_key.empty() && std::getenv("CHAINSCALE_API_KEYS") != nullptr) {
+  if (options.api_key.empty()) {
     options.api_key = std::vector<std::string>(
-        absl::StrSplit(std::getenv("CHAINSCALE_API_KEYS"), ','))[0];
+        absl::StrSplit(chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"), ','))[0];
   }
   auto credentials = chainscale::MakeChannelCredentials({"", "", absl::GetFlag(FLAGS_tls_ca)});
   if (!credentials.ok()) {
@@ -57,15 +58,10 @@ int main(int argc, char** argv) {
     return chainscale::RunMethod(options, method, json, std::cout, std::cerr);
   }
   // Streams run until SIGINT or SIGTERM.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = chainscale::BlockTerminationSignals();
   std::atomic<bool> stop{false};
   std::thread waiter([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
+    chainscale::AwaitTerminationSignal(signals);
     stop = true;
   });
   const int code = method == "watch"

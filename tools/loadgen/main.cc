@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
+#include "common/process.h"
 #include "common/tls.h"
 #include "tools/loadgen/load_generator.h"
 
@@ -37,18 +38,14 @@ int main(int argc, char** argv) {
       "Plays replicas against a chainscale agent.\n"
       "  chainscale-loadgen --chain_id demo --chainlets HelloWorld --pattern step:5,25,30s");
   absl::ParseCommandLine(argc, argv);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = chainscale::BlockTerminationSignals();
 
   chainscale::LoadGeneratorOptions options;
   options.agent = absl::GetFlag(FLAGS_agent);
   options.api_key = absl::GetFlag(FLAGS_api_key);
-  if (options.api_key.empty() && std::getenv("CHAINSCALE_API_KEYS") != nullptr) {
+  if (options.api_key.empty()) {
     options.api_key = std::vector<std::string>(
-        absl::StrSplit(std::getenv("CHAINSCALE_API_KEYS"), ','))[0];
+        absl::StrSplit(chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"), ','))[0];
   }
   auto credentials = chainscale::MakeChannelCredentials({"", "", absl::GetFlag(FLAGS_tls_ca)});
   if (!credentials.ok()) {
@@ -82,8 +79,7 @@ int main(int argc, char** argv) {
 
   std::atomic<bool> stop{false};
   std::thread signal_waiter([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
+    chainscale::AwaitTerminationSignal(signals);
     stop = true;
   });
   chainscale::LoadGenerator generator(options, *std::move(pattern), std::cout);
