@@ -369,7 +369,8 @@ TEST_F(SyncTest, DecisionsFlowBackAndReachTheNextAgent) {
 
 TEST_F(SyncTest, ShutdownEndsStreamsWithUnavailable) {
   Agent agent(address_, "agent-1");
-  ASSERT_TRUE(WaitFor([&] { return agent.client->connected(); }));
+  // The snapshot arrived: the control plane holds the stream.
+  ASSERT_TRUE(WaitFor([&] { return !agent.cache.cluster_id().empty(); }));
   server_->Shutdown();
   ASSERT_TRUE(WaitFor([&] { return agent.client->stats().last_end_code != -1; }));
   EXPECT_EQ(agent.client->stats().last_end_code, grpc::StatusCode::UNAVAILABLE);
