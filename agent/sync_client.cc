@@ -115,12 +115,13 @@ void SyncClient::Handle(const v1::SyncResponse& response,
         LogWarning("control plane has a new cluster id; state replaced",
                    {{"old", cache_->cluster_id()}, {"new", chunk.cluster_id()}});
       }
-      cache_->ApplySnapshot(chunk.cluster_id(), chunk.revision(), *snapshot);
-      snapshot->clear();
       {
+        // Counted before it is applied, so whoever sees the applied revision sees the count.
         absl::MutexLock lock(&mu_);
         ++stats_.snapshots;
       }
+      cache_->ApplySnapshot(chunk.cluster_id(), chunk.revision(), *snapshot);
+      snapshot->clear();
       Ack(chunk.revision());
       return;
     }
