@@ -53,11 +53,12 @@ def docker_ready():
 def ensure_docker():
     if docker_ready():
         return
-    log = open(os.path.join(tempfile.gettempdir(), "chainscale-dockerd.log"), "w")
-    subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT,
-                     start_new_session=True)
+    log_path = os.path.join(tempfile.gettempdir(), "chainscale-dockerd.log")
+    with open(log_path, "w") as log:  # dockerd keeps its own copy of the descriptor
+        subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
     if not wait_for(docker_ready, timeout=90):
-        raise RuntimeError("dockerd did not start; see " + log.name)
+        raise RuntimeError("dockerd did not start; see " + log_path)
 
 
 def ensure_base_images():
