@@ -10,6 +10,7 @@
 #include "common/field_violations.h"
 #include "common/grpc_auth.h"
 #include "common/grpc_status.h"
+#include "common/write_gate.h"
 
 namespace chainscale {
 namespace {
@@ -42,7 +43,7 @@ class LoadStream final
     reading_ = false;
     if (!ok) {  // the client is done sending
       read_side_done_ = true;
-      if (queue_.empty() && !writing_) EndLocked(grpc::Status::OK);
+      if (queue_.empty() && !gate_.writing()) EndLocked(grpc::Status::OK);
       return;
     }
     const std::vector<absl::Status> statuses = loop_->ReportEach(in_.reports());
@@ -65,10 +66,8 @@ class LoadStream final
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (finish_after_write_.has_value()) {
-      finished_ = true;
-      Finish(*finish_after_write_);
+    if (std::optional<grpc::Status> end = gate_.Completed()) {
+      Finish(*end);
       return;
     }
     if (!ok) {
@@ -77,7 +76,7 @@ class LoadStream final
     }
     WriteNextLocked();
     ReadNextLocked();
-    if (read_side_done_ && queue_.empty() && !writing_) EndLocked(grpc::Status::OK);
+    if (read_side_done_ && queue_.empty() && !gate_.writing()) EndLocked(grpc::Status::OK);
   }
 
   void OnCancel() override { End(grpc::Status::CANCELLED); }
@@ -94,26 +93,22 @@ class LoadStream final
 
  private:
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_ || finish_after_write_.has_value() || queue_.empty()) return;
+    if (!gate_.CanWrite() || queue_.empty()) return;
     out_ = std::move(queue_.front());
     queue_.pop_front();
-    writing_ = true;
+    gate_.Started();
     StartWrite(&out_);
   }
   // Backpressure: stop reading while too many answers wait for the client.
   void ReadNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reading_ || finished_ || read_side_done_ || queue_.size() >= kMaxQueuedResponses) return;
+    if (reading_ || gate_.ending() || read_side_done_ || queue_.size() >= kMaxQueuedResponses) {
+      return;
+    }
     reading_ = true;
     StartRead(&in_);
   }
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || finish_after_write_.has_value()) return;
-    if (writing_) {
-      finish_after_write_ = status;
-      return;
-    }
-    finished_ = true;
-    Finish(status);
+    if (std::optional<grpc::Status> end = gate_.End(status)) Finish(*end);
   }
 
   DecisionLoop* const loop_;
@@ -123,10 +118,8 @@ class LoadStream final
   v1::StreamLoadResponse out_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::StreamLoadResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool read_side_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> finish_after_write_ ABSL_GUARDED_BY(mu_);
+  WriteGate gate_ ABSL_GUARDED_BY(mu_);
 };
 
 // WatchScalingDecisions: the current decisions, then each change. Pending decisions are
@@ -159,10 +152,8 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (finish_after_write_.has_value()) {
-      finished_ = true;
-      Finish(*finish_after_write_);
+    if (std::optional<grpc::Status> end = gate_.Completed()) {
+      Finish(*end);
       return;
     }
     if (!ok) {
@@ -197,23 +188,17 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
   }
 
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_ || finish_after_write_.has_value() || order_.empty()) return;
+    if (!gate_.CanWrite() || order_.empty()) return;
     auto it = pending_.find(order_.front());
     out_ = std::move(it->second);
     pending_.erase(it);
     order_.pop_front();
-    writing_ = true;
+    gate_.Started();
     StartWrite(&out_);
   }
 
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || finish_after_write_.has_value()) return;
-    if (writing_) {
-      finish_after_write_ = status;
-      return;
-    }
-    finished_ = true;
-    Finish(status);
+    if (std::optional<grpc::Status> end = gate_.End(status)) Finish(*end);
   }
 
   DecisionLoop* const loop_;
@@ -225,9 +210,7 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
   v1::ScalingDecision out_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, v1::ScalingDecision> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> order_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> finish_after_write_ ABSL_GUARDED_BY(mu_);
+  WriteGate gate_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -55,7 +55,7 @@ void SyncStream::OnReadDone(bool ok) {
   Handle(in_);
   {
     absl::MutexLock lock(&mu_);
-    if (finished_ || finish_after_write_.has_value()) return;
+    if (gate_.ending()) return;
   }
   StartRead(&in_);
 }
@@ -110,10 +110,7 @@ void SyncStream::MaybeWrite() {
 }
 
 void SyncStream::MaybeWriteLocked() {
-  if (finished_ || write_in_flight_ || finish_after_write_.has_value() ||
-      !subscription_.has_value()) {
-    return;
-  }
+  if (!gate_.CanWrite() || !subscription_.has_value()) return;
   absl::StatusOr<std::optional<v1::SyncResponse>> next = backends_.hub->Next(*subscription_);
   if (!next.ok()) {
     LogError("sync stream cannot read the store",
@@ -123,16 +120,14 @@ void SyncStream::MaybeWriteLocked() {
   }
   if (!next->has_value()) return;
   out_ = **std::move(next);
-  write_in_flight_ = true;
+  gate_.Started();
   StartWrite(&out_);
 }
 
 void SyncStream::OnWriteDone(bool ok) {
   absl::MutexLock lock(&mu_);
-  write_in_flight_ = false;
-  if (finish_after_write_.has_value()) {
-    finished_ = true;
-    Finish(*finish_after_write_);
+  if (std::optional<grpc::Status> end = gate_.Completed()) {
+    Finish(*end);
     return;
   }
   if (!ok) {
@@ -150,13 +145,7 @@ void SyncStream::End(const grpc::Status& status) {
 }
 
 void SyncStream::EndLocked(const grpc::Status& status) {
-  if (finished_ || finish_after_write_.has_value()) return;
-  if (write_in_flight_) {
-    finish_after_write_ = status;
-    return;
-  }
-  finished_ = true;
-  Finish(status);
+  if (std::optional<grpc::Status> end = gate_.End(status)) Finish(*end);
 }
 
 void SyncStream::OnDone() {

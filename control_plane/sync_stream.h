@@ -14,6 +14,7 @@
 #include "chainscale/v1/control_plane.grpc.pb.h"
 #include "common/auth.h"
 #include "common/stream_set.h"
+#include "common/write_gate.h"
 #include "control_plane/store.h"
 #include "control_plane/sync_hub.h"
 
@@ -58,9 +59,7 @@ class SyncStream final : public grpc::ServerBidiReactor<v1::SyncRequest, v1::Syn
 
   absl::Mutex mu_;
   v1::SyncResponse out_ ABSL_GUARDED_BY(mu_);
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> finish_after_write_ ABSL_GUARDED_BY(mu_);
+  WriteGate gate_ ABSL_GUARDED_BY(mu_);
   std::optional<SyncHub::SubscriptionId> subscription_ ABSL_GUARDED_BY(mu_);
   std::string agent_id_ ABSL_GUARDED_BY(mu_);
 };
