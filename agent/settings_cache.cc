@@ -37,10 +37,12 @@ void SettingsCache::ApplySnapshot(const std::string& cluster_id, int64_t revisio
       update.upserts.push_back(c);
       chainlets_[EncodeChainletKey(c.key)] = std::move(c);
     }
-    applied_revision_ = revision;
-    cluster_id_ = cluster_id;
   }
   for (const Listener& listener : listeners_) listener(update);
+  // Published after the listeners ran: whoever sees this revision sees their effects.
+  absl::MutexLock lock(&mu_);
+  applied_revision_ = revision;
+  cluster_id_ = cluster_id;
 }
 
 absl::Status SettingsCache::ApplyChange(const v1::SyncChange& change) {
@@ -65,13 +67,15 @@ absl::Status SettingsCache::ApplyChange(const v1::SyncChange& change) {
       chainlets_.erase(EncodeChainletKey(key));
       update.removals.push_back(key);
     }
-    applied_revision_ = change.revision();
   }
   for (const Listener& listener : listeners_) listener(update);
+  absl::MutexLock lock(&mu_);
+  applied_revision_ = change.revision();
   return absl::OkStatus();
 }
 
 void SettingsCache::AdvanceTo(int64_t revision) {
+  absl::MutexLock notify(&notify_mu_);  // after any apply whose listeners are running
   absl::MutexLock lock(&mu_);
   if (revision > applied_revision_) applied_revision_ = revision;
 }

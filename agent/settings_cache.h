@@ -1,6 +1,7 @@
 // SettingsCache: the settings an agent serves, as the Sync stream delivers them. A
 // snapshot replaces everything; a change applies atomically and only if it is newer than
-// everything applied so far. Listeners hear of every applied snapshot or change.
+// everything applied so far. Listeners hear of every applied snapshot or change before
+// applied_revision() shows it, so whoever sees a revision sees what listeners did with it.
 #ifndef CHAINSCALE_AGENT_SETTINGS_CACHE_H_
 #define CHAINSCALE_AGENT_SETTINGS_CACHE_H_
 
