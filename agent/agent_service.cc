@@ -3,11 +3,9 @@
 #include <deque>
 #include <optional>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/chainlet_key.h"
-#include "common/field_violations.h"
 #include "common/grpc_auth.h"
 #include "common/grpc_status.h"
 #include "common/write_gate.h"
@@ -15,8 +13,6 @@
 namespace chainscale {
 namespace {
 
-constexpr int kDefaultPageSize = 1000;
-constexpr int kMaxPageSize = 10'000;
 // A StreamLoad client that does not read its responses stops being read from after this
 // many are waiting.
 constexpr size_t kMaxQueuedResponses = 1024;
@@ -139,9 +135,8 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
       End(ToGrpcStatus(auth));
       return;
     }
-    if (chain_id_.empty() && !env_name_.empty()) {
-      End(ToGrpcStatus(InvalidArgumentWithViolations(
-          {{"env_name", "needs chain_id: an environment is named within a chain"}})));
+    if (absl::Status s = ValidateDecisionFilter(chain_id_, env_name_); !s.ok()) {
+      End(ToGrpcStatus(s));
       return;
     }
     watcher_ = loop_->AddWatcher(
@@ -257,33 +252,9 @@ grpc::Status AgentService::ListScalingDecisions(grpc::ServerContext* context,
                                                 const v1::ListScalingDecisionsRequest* request,
                                                 v1::ListScalingDecisionsResponse* response) {
   return Serve("ListScalingDecisions", context, [&]() -> absl::Status {
-    if (request->chain_id().empty() && !request->env_name().empty()) {
-      return InvalidArgumentWithViolations(
-          {{"env_name", "needs chain_id: an environment is named within a chain"}});
-    }
-    if (request->page_size() < 0) {
-      return InvalidArgumentWithViolations({{"page_size", "must not be negative"}});
-    }
-    const int page_size = request->page_size() == 0
-                              ? kDefaultPageSize
-                              : std::min(request->page_size(), kMaxPageSize);
-    std::string after;
-    if (!request->page_token().empty() &&
-        !absl::WebSafeBase64Unescape(request->page_token(), &after)) {
-      return InvalidArgumentWithViolations(
-          {{"page_token", "is not a token returned by ListScalingDecisions"}});
-    }
-    for (v1::ScalingDecision& d : loop_->List(request->chain_id(), request->env_name())) {
-      const std::string key = EncodeChainletKey(d.chain_id(), d.env_name(), d.chainlet_name());
-      if (!after.empty() && key <= after) continue;
-      if (response->decisions_size() == page_size) {
-        const v1::ScalingDecision& last = response->decisions(page_size - 1);
-        response->set_next_page_token(absl::WebSafeBase64Escape(
-            EncodeChainletKey(last.chain_id(), last.env_name(), last.chainlet_name())));
-        break;
-      }
-      *response->add_decisions() = std::move(d);
-    }
+    absl::StatusOr<v1::ListScalingDecisionsResponse> page = loop_->ListPage(*request);
+    if (!page.ok()) return page.status();
+    *response = *std::move(page);
     return absl::OkStatus();
   });
 }

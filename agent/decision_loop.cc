@@ -5,10 +5,12 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/chainlet_key.h"
 #include "common/field_violations.h"
+#include "common/selector.h"
 #include "common/settings_proto.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -23,22 +25,19 @@ google::protobuf::Timestamp ToTimestamp(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
-bool Selected(const v1::Selector& selector, const v1::ChainletKey& key) {
-  if (selector.chain_environments().empty()) return true;
-  for (const v1::ChainEnvironmentRef& ref : selector.chain_environments()) {
-    if (ref.chain_id() == key.chain_id() &&
-        (ref.env_name().empty() || ref.env_name() == key.env_name())) {
-      return true;
-    }
-  }
-  return false;
-}
-
 std::string KeyText(const v1::LoadReport& r) {
   return absl::StrCat(r.chain_id(), "/", r.env_name(), "/", r.chainlet_name());
 }
 
 }  // namespace
+
+absl::Status ValidateDecisionFilter(absl::string_view chain_id, absl::string_view env_name) {
+  if (chain_id.empty() && !env_name.empty()) {
+    return InvalidArgumentWithViolations(
+        {{"env_name", "needs chain_id: an environment is named within a chain"}});
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateLoadReport(const v1::LoadReport& report, absl::string_view prefix) {
   std::vector<FieldViolation> v;
@@ -208,7 +207,7 @@ absl::StatusOr<DecisionLoop::Chainlet*> DecisionLoop::TargetLocked(const v1::Loa
   v1::ChainletKey key;
   key.set_chain_id(r.chain_id());
   key.set_env_name(r.env_name());
-  if (!Selected(options_.selector, key)) {
+  if (!SelectorMatches(options_.selector, key)) {
     return absl::FailedPreconditionError(
         absl::StrCat("this agent does not serve ", KeyText(r),
                      "; report to the agent whose selector covers that environment"));
@@ -296,7 +295,7 @@ absl::StatusOr<v1::ScalingDecision> DecisionLoop::Get(const v1::ChainletKey& key
   absl::MutexLock lock(&mu_);
   auto it = chainlets_.find(EncodeChainletKey(key));
   if (it == chainlets_.end()) {
-    if (!Selected(options_.selector, key)) {
+    if (!SelectorMatches(options_.selector, key)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "this agent does not serve ", key.chain_id(), "/", key.env_name()));
     }
@@ -317,6 +316,41 @@ std::vector<v1::ScalingDecision> DecisionLoop::List(absl::string_view chain_id,
     out.push_back(ToProto(*it->second));
   }
   return out;
+}
+
+absl::StatusOr<v1::ListScalingDecisionsResponse> DecisionLoop::ListPage(
+    const v1::ListScalingDecisionsRequest& request) const {
+  constexpr int kDefaultPageSize = 1000;
+  constexpr int kMaxPageSize = 10'000;
+  if (absl::Status s = ValidateDecisionFilter(request.chain_id(), request.env_name()); !s.ok()) {
+    return s;
+  }
+  if (request.page_size() < 0) {
+    return InvalidArgumentWithViolations({{"page_size", "must not be negative"}});
+  }
+  const int page_size = request.page_size() == 0 ? kDefaultPageSize
+                                                 : std::min(request.page_size(), kMaxPageSize);
+  std::string after;
+  if (!request.page_token().empty() &&
+      !absl::WebSafeBase64Unescape(request.page_token(), &after)) {
+    return InvalidArgumentWithViolations(
+        {{"page_token", "is not a token returned by ListScalingDecisions"}});
+  }
+  const std::string prefix = request.chain_id().empty()
+                                 ? std::string()
+                                 : ChainletKeyPrefix(request.chain_id(), request.env_name());
+  v1::ListScalingDecisionsResponse response;
+  absl::MutexLock lock(&mu_);
+  // Only the page's chainlets are turned into protos.
+  auto it = after.empty() ? chainlets_.lower_bound(prefix) : chainlets_.upper_bound(after);
+  for (; it != chainlets_.end() && absl::StartsWith(it->first, prefix); ++it) {
+    if (response.decisions_size() == page_size) {
+      response.set_next_page_token(absl::WebSafeBase64Escape(std::prev(it)->first));
+      break;
+    }
+    *response.add_decisions() = ToProto(*it->second);
+  }
+  return response;
 }
 
 std::vector<ChainletLoad> DecisionLoop::Loads() const {

@@ -82,6 +82,11 @@ class DecisionLoop {
   std::vector<v1::ScalingDecision> List(absl::string_view chain_id,
                                         absl::string_view env_name) const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // One page of List for ListScalingDecisions: page_size decisions (0 means 1000, at
+  // most 10 000) after the page token's chainlet, and the token of the next page.
+  // INVALID_ARGUMENT for a bad filter, size or token.
+  absl::StatusOr<v1::ListScalingDecisionsResponse> ListPage(
+      const v1::ListScalingDecisionsRequest& request) const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<ChainletLoad> Loads() const ABSL_LOCKS_EXCLUDED(mu_);
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
   // Approximate bytes held per chainlet (windows, sources, state), for benchmarks.
@@ -146,6 +151,9 @@ class DecisionLoop {
   std::atomic<int> watchers_for_all_{0};
   std::array<std::atomic<int64_t>, 3> decision_counts_{};
 };
+
+// INVALID_ARGUMENT when a decision filter names an environment without its chain.
+absl::Status ValidateDecisionFilter(absl::string_view chain_id, absl::string_view env_name);
 
 // What is wrong with a report's values, or OK. Field names are prefixed with `prefix`.
 absl::Status ValidateLoadReport(const v1::LoadReport& report, absl::string_view prefix);

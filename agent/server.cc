@@ -6,9 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "common/log.h"
-#include "common/names.h"
 
 namespace chainscale {
 namespace {
@@ -17,22 +15,6 @@ constexpr char kServiceName[] = "chainscale.v1.Agent";
 constexpr const char* kStatusNames[] = {"ACCEPTED", "QUEUED", "UNCHANGED"};
 
 }  // namespace
-
-absl::StatusOr<v1::Selector> ParseSelector(absl::string_view text) {
-  v1::Selector selector;
-  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    std::vector<std::string> parts = absl::StrSplit(entry, '/');
-    if (parts.size() > 2 || ChainIdProblem(parts[0]).has_value() ||
-        (parts.size() == 2 && EnvironmentNameProblem(parts[1]).has_value())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--selector entry \"", entry, "\" is not \"chain\" or \"chain/environment\""));
-    }
-    auto* ref = selector.add_chain_environments();
-    ref->set_chain_id(parts[0]);
-    if (parts.size() == 2) ref->set_env_name(parts[1]);
-  }
-  return selector;
-}
 
 AgentServer::AgentServer(AgentOptions options) : options_(std::move(options)) {}
 

@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "common/metrics.h"
+#include "common/selector.h"
 #include "common/tls.h"
 
 namespace chainscale {
@@ -84,9 +85,6 @@ class AgentServer {
   int http_port_ = 0;
   bool shut_down_ = false;
 };
-
-// Parses --selector: comma-separated "chain" or "chain/env" entries; empty selects all.
-absl::StatusOr<v1::Selector> ParseSelector(absl::string_view text);
 
 }  // namespace chainscale
 

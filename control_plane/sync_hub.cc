@@ -7,25 +7,6 @@
 #include "common/log.h"
 
 namespace chainscale {
-namespace {
-
-bool KeySelected(const v1::Selector& selector, const v1::ChainletKey& key) {
-  return SelectorMatches(selector, key.chain_id(), key.env_name());
-}
-
-}  // namespace
-
-bool SelectorMatches(const v1::Selector& selector, absl::string_view chain_id,
-                     absl::string_view env_name) {
-  if (selector.chain_environments().empty()) return true;
-  for (const v1::ChainEnvironmentRef& ref : selector.chain_environments()) {
-    if (ref.chain_id() == chain_id && (ref.env_name().empty() || ref.env_name() == env_name)) {
-      return true;
-    }
-  }
-  return false;
-}
-
 SyncHub::SyncHub(Store* store, SyncHubOptions options)
     : store_(store), options_(options), ticker_([this] { TickProgress(); }) {}
 
@@ -141,7 +122,7 @@ absl::StatusOr<std::optional<v1::SyncResponse>> SyncHub::Next(SubscriptionId id)
       selected->revision = snapshot->revision;
       size_t bytes = 0;
       for (v1::ChainletState& state : snapshot->chainlets) {
-        if (!KeySelected(selector, state.key())) continue;
+        if (!SelectorMatches(selector, state.key())) continue;
         bytes += state.ByteSizeLong();
         selected->chainlets.push_back(std::move(state));
       }
@@ -261,10 +242,10 @@ std::optional<v1::SyncChange> SyncHub::Filter(const v1::SyncChange& change,
   v1::SyncChange selected;
   selected.set_revision(change.revision());
   for (const v1::ChainletState& state : change.upserts()) {
-    if (KeySelected(selector, state.key())) *selected.add_upserts() = state;
+    if (SelectorMatches(selector, state.key())) *selected.add_upserts() = state;
   }
   for (const v1::ChainletKey& key : change.removals()) {
-    if (KeySelected(selector, key)) *selected.add_removals() = key;
+    if (SelectorMatches(selector, key)) *selected.add_removals() = key;
   }
   if (selected.upserts().empty() && selected.removals().empty()) return std::nullopt;
   return selected;

@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "chainscale/v1/control_plane.pb.h"
+#include "common/selector.h"
 #include "control_plane/store.h"
 
 namespace chainscale {
@@ -49,10 +50,6 @@ enum class AckOutcome {
   kNoSubscribers,  // no connected agent serves the environment
   kTimedOut,       // some agent had not applied it by the deadline
 };
-
-// True when `selector` selects the chain environment (an empty selector selects all).
-bool SelectorMatches(const v1::Selector& selector, absl::string_view chain_id,
-                     absl::string_view env_name);
 
 class SyncHub {
  public:

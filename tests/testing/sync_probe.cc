@@ -12,11 +12,11 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/settings_cache.h"
 #include "agent/sync_client.h"
 #include "common/process.h"
+#include "common/selector.h"
 
 ABSL_FLAG(std::string, control_plane, "127.0.0.1:50051", "control plane host:port");
 ABSL_FLAG(std::vector<std::string>, agent_ids, {"probe"}, "one agent per id");
@@ -42,12 +42,11 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const sigset_t signals = chainscale::BlockTerminationSignals();
 
-  chainscale::v1::Selector selector;
-  if (const std::string s = absl::GetFlag(FLAGS_selector); !s.empty()) {
-    std::vector<std::string> parts = absl::StrSplit(s, '/');
-    auto* ref = selector.add_chain_environments();
-    ref->set_chain_id(parts[0]);
-    if (parts.size() > 1) ref->set_env_name(parts[1]);
+  absl::StatusOr<chainscale::v1::Selector> selector =
+      chainscale::ParseSelector(absl::GetFlag(FLAGS_selector));
+  if (!selector.ok()) {
+    std::cerr << selector.status().message() << "\n";
+    return 2;
   }
   std::vector<std::unique_ptr<chainscale::SettingsCache>> caches;
   std::vector<std::unique_ptr<chainscale::SyncClient>> clients;
@@ -69,7 +68,7 @@ int main(int argc, char** argv) {
     options.control_plane = absl::GetFlag(FLAGS_control_plane);
     options.agent_id = id;
     options.token = absl::GetFlag(FLAGS_token);
-    options.selector = selector;
+    options.selector = *selector;
     options.backoff.initial = absl::Milliseconds(50);
     options.backoff.max = absl::Seconds(1);
     clients.push_back(std::make_unique<chainscale::SyncClient>(options, caches.back().get()));
