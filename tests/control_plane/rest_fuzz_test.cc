@@ -10,6 +10,7 @@
 #include "common/settings_proto.h"
 #include "control_plane/rest_gateway.h"
 #include "gtest/gtest.h"
+#include "tests/testing/baseten_samples.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/temp_dir.h"
 
@@ -20,7 +21,7 @@ constexpr int kIterations = 20000;
 const absl::Duration kTimeBudget = absl::Seconds(20);
 
 const char* const kSeeds[] = {
-    R"({"updates": [{"autoscaling_settings": {"autoscaling_window": 800, "concurrency_target": 4, "max_replica": 3, "min_replica": 2, "scale_down_delay": 63, "target_in_flight_tokens": null, "target_utilization_percentage": null}, "chainlet_name": "HelloWorld"}]})",
+    testing::kBasetenPatchBody,
     R"({"updates": [{"autoscaling_settings": {"min_replica": 0}, "chainlet_name": "HelloWorld"}, {"autoscaling_settings": {"min_replica": 0}, "chainlet_name": "RandInt"}]})",
     R"({"updates": [{"chainlet_name": "RandInt", "autoscaling_settings": {"max_scale_down_rate": 25, "target_in_flight_tokens": 40000}}]})",
     R"({"env_name": "staging", "initial_settings": [{"chainlet_name": "HelloWorld", "autoscaling_settings": {"max_replica": 7}}]})",

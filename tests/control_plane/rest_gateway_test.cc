@@ -11,6 +11,7 @@
 #include "control_plane/server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/baseten_samples.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/temp_dir.h"
 
@@ -22,23 +23,7 @@ using ::testing::UnorderedElementsAre;
 
 constexpr char kKey[] = "rest-key";
 const char kPath[] = "/v1/chains/demo/environments/production/chainlet_settings/autoscaling_settings";
-// The request body of the OpenAPI cURL sample, verbatim.
-const char kSampleBody[] = R"({
-  "updates": [
-    {
-      "autoscaling_settings": {
-        "autoscaling_window": 800,
-        "concurrency_target": 4,
-        "max_replica": 3,
-        "min_replica": 2,
-        "scale_down_delay": 63,
-        "target_in_flight_tokens": null,
-        "target_utilization_percentage": null
-      },
-      "chainlet_name": "HelloWorld"
-    }
-  ]
-})";
+using testing::kBasetenPatchBody;
 
 google::protobuf::Struct ParseJson(const std::string& body) {
   google::protobuf::Struct out;
@@ -88,7 +73,7 @@ class RestGatewayTest : public ::testing::Test {
 TEST_F(RestGatewayTest, TheBasetenSampleAnswersStatusAndMessageOnly) {
   // cURL's --data sends form encoding; the gateway reads the body as JSON regardless.
   httplib::Result r =
-      http_->Patch(kPath, Auth(), kSampleBody, "application/x-www-form-urlencoded");
+      http_->Patch(kPath, Auth(), kBasetenPatchBody, "application/x-www-form-urlencoded");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
@@ -98,13 +83,13 @@ TEST_F(RestGatewayTest, TheBasetenSampleAnswersStatusAndMessageOnly) {
   EXPECT_THAT(body.fields().at("message").string_value(),
               HasSubstr("HelloWorld: min_replica 0 -> 2, max_replica 1 -> 3"));
 
-  r = http_->Patch(kPath, Auth("Bearer rest-key"), kSampleBody, "application/json");
+  r = http_->Patch(kPath, Auth("Bearer rest-key"), kBasetenPatchBody, "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(ParseJson(r->body).fields().at("status").string_value(), "UNCHANGED");
 }
 
 TEST_F(RestGatewayTest, GetReturnsEveryChainletsSettingsInSnakeCase) {
-  ASSERT_TRUE(http_->Patch(kPath, Auth(), kSampleBody, "application/json"));
+  ASSERT_TRUE(http_->Patch(kPath, Auth(), kBasetenPatchBody, "application/json"));
   httplib::Result r = http_->Get("/v1/chains/demo/environments/production", Auth());
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
@@ -141,9 +126,9 @@ std::pair<int, std::string> ErrorOf(const httplib::Result& r) {
 
 TEST_F(RestGatewayTest, ErrorsAreJsonWithFittingHttpCodes) {
   using P = std::pair<int, std::string>;
-  EXPECT_EQ(ErrorOf(http_->Patch(kPath, httplib::Headers{}, kSampleBody, "application/json")),
+  EXPECT_EQ(ErrorOf(http_->Patch(kPath, httplib::Headers{}, kBasetenPatchBody, "application/json")),
             P(401, "UNAUTHENTICATED"));
-  EXPECT_EQ(ErrorOf(http_->Patch(kPath, Auth("Api-Key nope"), kSampleBody, "application/json")),
+  EXPECT_EQ(ErrorOf(http_->Patch(kPath, Auth("Api-Key nope"), kBasetenPatchBody, "application/json")),
             P(401, "UNAUTHENTICATED"));
   EXPECT_EQ(ErrorOf(http_->Patch(kPath, Auth(), "{not json", "application/json")),
             P(400, "INVALID_ARGUMENT"));
@@ -168,7 +153,7 @@ TEST_F(RestGatewayTest, ErrorsAreJsonWithFittingHttpCodes) {
   EXPECT_THAT(invalid->body, HasSubstr(R"("field":"updates[0].autoscaling_settings.min_replica")"));
   EXPECT_EQ(ErrorOf(http_->Patch(
                 "/v1/chains/nope/environments/production/chainlet_settings/autoscaling_settings",
-                Auth(), kSampleBody, "application/json")),
+                Auth(), kBasetenPatchBody, "application/json")),
             P(404, "NOT_FOUND"));
   EXPECT_EQ(ErrorOf(http_->Patch(
                 kPath, Auth(),

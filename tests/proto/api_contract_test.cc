@@ -11,6 +11,7 @@
 #include "chainscale/v1/control_plane.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/baseten_samples.h"
 
 namespace chainscale {
 namespace {
@@ -119,23 +120,7 @@ TEST(ApiContractTest, UpdateStatusesPrintAsBaseten) {
 }
 
 TEST(ApiContractTest, BasetenSampleRequestParsesWithNullsAsNotPassed) {
-  // The request body of the OpenAPI cURL sample, verbatim.
-  const std::string body = R"({
-    "updates": [
-      {
-        "autoscaling_settings": {
-          "autoscaling_window": 800,
-          "concurrency_target": 4,
-          "max_replica": 3,
-          "min_replica": 2,
-          "scale_down_delay": 63,
-          "target_in_flight_tokens": null,
-          "target_utilization_percentage": null
-        },
-        "chainlet_name": "HelloWorld"
-      }
-    ]
-  })";
+  const std::string body = testing::kBasetenPatchBody;
   v1::UpdateChainletEnvironmentAutoscalingSettingsRequest request;
   ASSERT_TRUE(JsonStringToMessage(body, &request, JsonParseOptions()).ok());
   ASSERT_EQ(request.updates_size(), 1);
