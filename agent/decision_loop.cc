@@ -71,23 +71,26 @@ DecisionLoop::DecisionLoop(DecisionLoopOptions options, const Clock& clock)
 
 std::unique_ptr<DecisionLoop::Chainlet> DecisionLoop::NewChainlet(const CachedChainlet& cached,
                                                                   absl::Time now) const {
-  ScaleState state;
-  state.observing_since = now;  // warm-up: no scale-down before a whole window
+  // A chainlet the loop starts serving starts from its stored decision and warms up.
+  DeciderStart start;
+  start.warm_up = true;
   if (cached.decision.has_value()) {
-    state.current_replicas = cached.decision->desired_replicas();
+    start.replicas = cached.decision->desired_replicas();
     if (cached.decision->has_scale_down_pending_since()) {
-      state.scale_down_pending_since = absl::FromUnixNanos(
+      start.scale_down_pending_since = absl::FromUnixNanos(
           TimeUtil::TimestampToNanoseconds(cached.decision->scale_down_pending_since()));
     }
+  } else {
+    start.replicas = cached.settings.min_replica;
   }
-  auto c = std::make_unique<Chainlet>(
-      cached, LoadWindow(cached.settings.autoscaling_window, options_.report_staleness_seconds,
-                         options_.max_sources_per_chainlet),
-      ReplicaScaler(state));
-  c->last.desired_replicas = c->last.previous_replicas = state.current_replicas;
-  c->last.scale_down_pending_since = state.scale_down_pending_since;
-  c->last.decided_at = now;
-  c->last.warming_up = true;
+  DeciderOptions options;
+  options.report_staleness_seconds = options_.report_staleness_seconds;
+  options.max_sources = options_.max_sources_per_chainlet;
+  options.delay_tolerance = options_.decision_interval / 2;
+  auto c = std::make_unique<Chainlet>(cached,
+                                      ChainletDecider(cached.settings, options, start, now));
+  // Watchers are told of the starting point; a first tick that keeps it is no change.
+  c->told_replicas = start.replicas;
   return c;
 }
 
@@ -107,7 +110,7 @@ void DecisionLoop::Apply(const AppliedUpdate& update) {
     if (slot == nullptr) {
       slot = NewChainlet(cached, now);
     } else {
-      slot->settings = cached.settings;  // takes effect at the next decision
+      slot->decider.set_settings(cached.settings);  // takes effect at the next decision
       slot->settings_revision = cached.revision;
     }
   }
@@ -150,10 +153,11 @@ absl::StatusOr<std::vector<v1::ScalingDecision>> DecisionLoop::Report(
       if (!target.ok()) return target.status();
       Chainlet* c = *target;
       // Sources new to the window within this batch must fit too.
-      if (!c->window.Knows(r.source_id()) &&
-          c->window.source_count() + ++new_sources[c] > static_cast<size_t>(c->window.max_sources())) {
+      const LoadWindow& window = c->decider.window();
+      if (!window.Knows(r.source_id()) &&
+          window.source_count() + ++new_sources[c] > static_cast<size_t>(window.max_sources())) {
         return absl::ResourceExhaustedError(absl::StrCat(
-            "more than ", c->window.max_sources(), " sources report for ", KeyText(r)));
+            "more than ", window.max_sources(), " sources report for ", KeyText(r)));
       }
       targets.push_back(c);
     }
@@ -185,9 +189,9 @@ std::vector<absl::Status> DecisionLoop::ReportEach(
     for (int i = 0; i < reports.size(); ++i) {
       if (!statuses[i].ok()) continue;
       absl::StatusOr<Chainlet*> target = TargetLocked(reports[i]);
-      if (target.ok() && !(*target)->window.CanAccept(reports[i].source_id())) {
+      if (target.ok() && !(*target)->decider.window().CanAccept(reports[i].source_id())) {
         target = absl::ResourceExhaustedError(absl::StrCat(
-            "more than ", (*target)->window.max_sources(), " sources report for ",
+            "more than ", (*target)->decider.window().max_sources(), " sources report for ",
             KeyText(reports[i])));
       }
       if (!target.ok()) {
@@ -220,28 +224,27 @@ void DecisionLoop::RecordLocked(Chainlet& c, const v1::LoadReport& r, absl::Time
   LoadSample sample{std::llround(r.in_flight_requests() * 1000), std::nullopt};
   if (r.has_in_flight_tokens()) sample.tokens = r.in_flight_tokens();
   // Values and the source cap were checked by the caller.
-  if (!c.window.Report(r.source_id(), sample, now).ok()) return;
+  if (!c.decider.Report(r.source_id(), sample, now).ok()) return;
   // Cold start: load reached a chainlet at zero; decide now rather than at the tick.
-  if (c.scaler.state().current_replicas == 0 && sample.request_millis > 0 &&
-      DecideLocked(c, now)) {
-    changed->emplace_back(ToProto(c), true);
-    changed_since_tick_.push_back(changed->back().first);
+  if (c.decider.ColdStartDue(sample)) {
+    c.decider.DecideColdStart(now);
+    if (DecidedLocked(c)) {
+      changed->emplace_back(ToProto(c), true);
+      changed_since_tick_.push_back(changed->back().first);
+    }
   }
 }
 
-bool DecisionLoop::DecideLocked(Chainlet& c, absl::Time now) {
-  if (c.window.window_seconds() != c.settings.autoscaling_window) {
-    c.window.Resize(c.settings.autoscaling_window);
-  }
-  c.last = c.scaler.Decide(c.settings, c.window.Average(now), now);
+bool DecisionLoop::DecidedLocked(Chainlet& c) {
+  const ScaleDecision& last = c.decider.last();
   c.decided = true;
-  decision_counts_[static_cast<int>(c.last.status)].fetch_add(1, std::memory_order_relaxed);
-  const bool changed = c.last.desired_replicas != c.told_replicas ||
-                       c.last.status != c.told_status || c.last.capped != c.told_capped;
+  decision_counts_[static_cast<int>(last.status)].fetch_add(1, std::memory_order_relaxed);
+  const bool changed = last.desired_replicas != c.told_replicas ||
+                       last.status != c.told_status || last.capped != c.told_capped;
   if (changed) {
-    c.told_replicas = c.last.desired_replicas;
-    c.told_status = c.last.status;
-    c.told_capped = c.last.capped;
+    c.told_replicas = last.desired_replicas;
+    c.told_status = last.status;
+    c.told_capped = last.capped;
   }
   return changed;
 }
@@ -255,7 +258,8 @@ std::vector<v1::ScalingDecision> DecisionLoop::Tick() {
     absl::MutexLock lock(&mu_);
     changed.swap(changed_since_tick_);
     for (auto& [key, c] : chainlets_) {
-      const bool did_change = DecideLocked(*c, now);
+      c->decider.Decide(now);
+      const bool did_change = DecidedLocked(*c);
       if (did_change) changed.push_back(ToProto(*c));
       if (did_change || all) decisions.emplace_back(did_change ? changed.back() : ToProto(*c),
                                                     did_change);
@@ -266,7 +270,8 @@ std::vector<v1::ScalingDecision> DecisionLoop::Tick() {
 }
 
 v1::ScalingDecision DecisionLoop::ToProto(const Chainlet& c) const {
-  const ScaleDecision& d = c.last;
+  const ScaleDecision& d = c.decider.last();
+  const AutoscalingSettings& settings = c.decider.settings();
   v1::ScalingDecision p;
   p.set_chain_id(c.key.chain_id());
   p.set_env_name(c.key.env_name());
@@ -274,9 +279,12 @@ v1::ScalingDecision DecisionLoop::ToProto(const Chainlet& c) const {
   p.set_desired_replicas(d.desired_replicas);
   p.set_previous_replicas(d.previous_replicas);
   p.set_status(DecisionStatusToProto(d.status));
-  p.set_reason(c.decided ? DescribeDecision(d, c.settings)
-                         : absl::StrCat("starting from the stored decision of ",
-                                        d.desired_replicas, " replicas"));
+  p.set_reason(c.decided ? DescribeDecision(d, settings)
+               : c.from_stored_decision
+                   ? absl::StrCat("taken over at ", d.desired_replicas,
+                                  " replicas, the stored decision")
+                   : absl::StrCat("starting at ", d.desired_replicas,
+                                  " replicas (min_replica; no decision stored yet)"));
   p.set_avg_in_flight_requests(d.avg_in_flight_requests);
   if (d.avg_in_flight_tokens.has_value()) p.set_avg_in_flight_tokens(*d.avg_in_flight_tokens);
   p.set_capped(d.capped);
@@ -287,6 +295,7 @@ v1::ScalingDecision DecisionLoop::ToProto(const Chainlet& c) const {
   *p.mutable_decided_at() = ToTimestamp(d.decided_at);
   p.set_replicas_for_load(d.replicas_for_load);
   p.set_warming_up(d.warming_up);
+  p.set_no_reports(d.no_reports);
   p.set_agent_id(options_.agent_id);
   return p;
 }
@@ -358,8 +367,9 @@ std::vector<ChainletLoad> DecisionLoop::Loads() const {
   absl::MutexLock lock(&mu_);
   out.reserve(chainlets_.size());
   for (const auto& [key, c] : chainlets_) {
-    out.push_back({c->key, static_cast<double>(c->window.current_request_millis()) / 1000,
-                   c->window.current_tokens(), c->last.desired_replicas});
+    const LoadWindow& window = c->decider.window();
+    out.push_back({c->key, static_cast<double>(window.current_request_millis()) / 1000,
+                   window.current_tokens(), c->decider.last().desired_replicas});
   }
   return out;
 }
@@ -375,7 +385,7 @@ size_t DecisionLoop::MemoryBytes() const {
   for (const auto& [key, c] : chainlets_) {
     // Map node and key, the chainlet's own fields, the key proto's strings, the window.
     bytes += 64 + key.capacity() + sizeof(Chainlet) + c->key.SpaceUsedLong() +
-             c->window.MemoryBytes() - sizeof(LoadWindow);
+             c->decider.window().MemoryBytes() - sizeof(LoadWindow);
   }
   return bytes;
 }

@@ -23,9 +23,8 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/settings_cache.h"
 #include "chainscale/v1/agent.pb.h"
+#include "common/chainlet_decider.h"
 #include "common/clock.h"
-#include "common/load_window.h"
-#include "common/replica_scaler.h"
 #include "common/settings.h"
 
 namespace chainscale {
@@ -34,6 +33,8 @@ struct DecisionLoopOptions {
   std::string agent_id;
   v1::Selector selector;  // what this agent serves; empty: everything
   int32_t report_staleness_seconds = 10;
+  // Time between ticks; a scale-down due within half of it steps at this tick.
+  absl::Duration decision_interval = absl::Seconds(1);
   int32_t max_sources_per_chainlet = kDefaultMaxSources;
   int max_reports_per_batch = 10'000;
 };
@@ -100,19 +101,14 @@ class DecisionLoop {
 
  private:
   struct Chainlet {
-    Chainlet(const CachedChainlet& cached, LoadWindow w, ReplicaScaler s)
-        : key(cached.key),
-          settings(cached.settings),
-          settings_revision(cached.revision),
-          window(std::move(w)),
-          scaler(s) {}
+    Chainlet(const CachedChainlet& cached, ChainletDecider d)
+        : key(cached.key), settings_revision(cached.revision), decider(std::move(d)),
+          from_stored_decision(cached.decision.has_value()) {}
 
     v1::ChainletKey key;
-    AutoscalingSettings settings;
     int64_t settings_revision = 0;
-    LoadWindow window;
-    ReplicaScaler scaler;
-    ScaleDecision last;      // the latest decision
+    ChainletDecider decider;
+    bool from_stored_decision = false;
     bool decided = false;
     // What watchers were last told, to tell changes apart.
     int32_t told_replicas = -1;
@@ -129,8 +125,8 @@ class DecisionLoop {
   void RecordLocked(Chainlet& c, const v1::LoadReport& report, absl::Time now,
                     std::vector<std::pair<v1::ScalingDecision, bool>>* changed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Decides one chainlet at `now`; true when the decision changed.
-  bool DecideLocked(Chainlet& c, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the decision `c` just made; true when it changed what watchers were told.
+  bool DecidedLocked(Chainlet& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::ScalingDecision ToProto(const Chainlet& c) const;
   void Notify(const std::vector<std::pair<v1::ScalingDecision, bool>>& decisions)
       ABSL_LOCKS_EXCLUDED(watchers_mu_);

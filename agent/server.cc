@@ -51,6 +51,7 @@ absl::Status AgentServer::StartServing() {
   DecisionLoopOptions loop_options;
   loop_options.agent_id = options_.agent_id;
   loop_options.selector = options_.selector;
+  loop_options.decision_interval = options_.decision_interval;
   loop_options.report_staleness_seconds =
       static_cast<int32_t>(absl::ToInt64Seconds(options_.report_staleness));
   loop_ = std::make_unique<DecisionLoop>(loop_options, *options_.clock);

@@ -51,7 +51,10 @@ void BM_DecisionTick(benchmark::State& state) {
   for (auto _ : state) {
     now += absl::Seconds(1);
     for (BenchChainlet& c : chainlets) {
-      const ScaleDecision d = c.scaler.Decide(c.settings, c.window.Average(now), now);
+      ScaleInputs inputs;
+      inputs.load = c.window.Average(now);
+      inputs.live_source = c.window.has_live_source();
+      const ScaleDecision d = c.scaler.Decide(c.settings, inputs, now);
       accepted += d.status == DecisionStatus::kAccepted;
     }
   }

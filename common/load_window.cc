@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -10,8 +11,14 @@ namespace {
 
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
-std::unique_ptr<int64_t[]> ZeroedRing(int32_t capacity) {
-  return std::unique_ptr<int64_t[]>(new int64_t[capacity]());
+std::unique_ptr<int64_t[]> ZeroedRing(int32_t length) {
+  return std::unique_ptr<int64_t[]>(new int64_t[length]());
+}
+
+int32_t BucketSecondsFor(int32_t window_seconds) {
+  return window_seconds <= kExactWindowSeconds
+             ? 1
+             : (window_seconds + kExactWindowSeconds - 1) / kExactWindowSeconds;
 }
 
 }  // namespace
@@ -24,13 +31,27 @@ double WindowLoad::MeanTokens() const {
   return seconds == 0 ? 0.0 : static_cast<double>(token_sum) / seconds;
 }
 
-LoadWindow::LoadWindow(int32_t window_seconds, int32_t staleness_seconds,
-                       int32_t max_sources)
-    : capacity_(std::max(window_seconds, 1)),
+LoadWindow::LoadWindow(int32_t window_seconds, int32_t staleness_seconds, int32_t max_sources)
+    : window_seconds_(std::max(window_seconds, 1)),
+      bucket_seconds_(BucketSecondsFor(window_seconds_)),
+      slots_(0),
       staleness_seconds_(std::max(staleness_seconds, 1)),
       max_sources_(std::clamp(max_sources, 1, kDefaultMaxSources)),
-      request_ring_(ZeroedRing(capacity_)),
-      next_expiry_second_(kNever) {}
+      next_expiry_second_(kNever) {
+  AllocateRings();
+}
+
+void LoadWindow::AllocateRings() {
+  // Exact windows hold the last window_seconds_ seconds; bucketed ones every bucket the
+  // window touches, the partly covered oldest one included.
+  slots_ = bucket_seconds_ == 1
+               ? window_seconds_
+               : (window_seconds_ + bucket_seconds_ - 1) / bucket_seconds_ + 1;
+  request_ring_ = ZeroedRing(slots_);
+  token_ring_.reset();
+  request_total_ = 0;
+  token_total_ = 0;
+}
 
 absl::Status LoadWindow::Report(absl::string_view source_id, const LoadSample& sample,
                                 absl::Time now) {
@@ -44,13 +65,8 @@ absl::Status LoadWindow::Report(absl::string_view source_id, const LoadSample& s
         "in_flight_tokens must be between 0 and ", kMaxReportTokens, ", got ", *sample.tokens));
   }
   const int64_t second = absl::ToUnixSeconds(now);
-  if (!started_) {
-    started_ = true;
-    current_second_ = second;
-    history_start_second_ = second;
-  } else {
-    AdvanceTo(second);
-  }
+  // Moving time forward records nothing; it expires stale sources before the cap check.
+  if (started_) AdvanceTo(second);
   auto it = sources_.find(source_id);
   if (it == sources_.end()) {
     if (static_cast<int32_t>(sources_.size()) >= max_sources_) {
@@ -59,12 +75,16 @@ absl::Status LoadWindow::Report(absl::string_view source_id, const LoadSample& s
     }
     it = sources_.try_emplace(std::string(source_id)).first;
   }
-  if (sample.tokens.has_value() && token_ring_ == nullptr) {
-    token_ring_ = ZeroedRing(capacity_);
+  if (!started_) {
+    started_ = true;
+    current_second_ = second;
+    history_start_second_ = second;
   }
+  if (sample.tokens.has_value() && token_ring_ == nullptr) token_ring_ = ZeroedRing(slots_);
   Source& source = it->second;
   const int64_t tokens = sample.tokens.value_or(0);
-  AddToCurrent(sample.request_millis - source.request_millis, tokens - source.tokens);
+  current_request_millis_ += sample.request_millis - source.request_millis;
+  current_tokens_ += tokens - source.tokens;
   source.request_millis = sample.request_millis;
   source.tokens = tokens;
   source.last_second = current_second_;
@@ -75,44 +95,107 @@ absl::Status LoadWindow::Report(absl::string_view source_id, const LoadSample& s
 WindowLoad LoadWindow::Average(absl::Time now) {
   if (!started_) return WindowLoad{};
   AdvanceTo(absl::ToUnixSeconds(now));
+  return Sum(current_second_, /*with_current=*/false);
+}
+
+WindowLoad LoadWindow::AverageWithCurrent(absl::Time now) {
+  if (!started_) return WindowLoad{};
+  AdvanceTo(absl::ToUnixSeconds(now));
+  return Sum(current_second_, /*with_current=*/true);
+}
+
+WindowLoad LoadWindow::Sum(int64_t end_second, bool with_current) const {
   WindowLoad load;
-  load.request_millis_sum = request_sum_;
-  load.token_sum = token_sum_;
-  load.seconds = std::min<int64_t>(capacity_, current_second_ - history_start_second_ + 1);
   load.has_tokens = token_ring_ != nullptr;
+  // Completed seconds counted: [first, end_second), at most a window (one fewer when the
+  // second in progress takes a place), never before the first report.
+  const int64_t room = with_current ? window_seconds_ - 1 : window_seconds_;
+  const int64_t first = std::max(end_second - room, history_start_second_);
+  const int64_t completed = end_second - first;
+  load.seconds = completed + (with_current ? 1 : 0);
+  if (with_current) {
+    load.request_millis_sum = current_request_millis_;
+    load.token_sum = current_tokens_;
+  }
+  if (completed <= 0) return load;
+  // The ring's running totals hold every bucket up to the newest closed one. Buckets
+  // older than the window's oldest are taken out (at most one once the window is full;
+  // none before, as a ring holds zeros before the first observed second).
+  const int64_t newest = Bucket(end_second - 1);
+  const int64_t oldest = Bucket(first);
+  int64_t requests = request_total_;
+  int64_t tokens = token_total_;
+  if (first > history_start_second_) {
+    for (int64_t bucket = newest - slots_ + 1; bucket < oldest; ++bucket) {
+      requests -= request_ring_[Slot(bucket)];
+      if (token_ring_ != nullptr) tokens -= token_ring_[Slot(bucket)];
+    }
+  }
+  if (bucket_seconds_ > 1) {
+    // The window covers only part of its oldest bucket: count that part in proportion to
+    // the closed seconds the bucket holds.
+    const int64_t bucket_first = std::max(oldest * bucket_seconds_, history_start_second_);
+    const int64_t bucket_last = std::min((oldest + 1) * bucket_seconds_, end_second) - 1;
+    const int64_t held = bucket_last - bucket_first + 1;
+    const int64_t covered = bucket_last - first + 1;
+    if (held > 0 && covered < held) {
+      const size_t slot = Slot(oldest);
+      requests -= static_cast<int64_t>(static_cast<__int128>(request_ring_[slot]) *
+                                       (held - covered) / held);
+      if (token_ring_ != nullptr) {
+        tokens -= static_cast<int64_t>(static_cast<__int128>(token_ring_[slot]) *
+                                       (held - covered) / held);
+      }
+    }
+  }
+  load.request_millis_sum += requests;
+  load.token_sum += tokens;
   return load;
 }
 
 void LoadWindow::Resize(int32_t window_seconds) {
-  const int32_t new_capacity = std::max(window_seconds, 1);
-  if (new_capacity == capacity_) return;
-  auto requests = ZeroedRing(new_capacity);
-  auto tokens = token_ring_ != nullptr ? ZeroedRing(new_capacity) : nullptr;
-  request_sum_ = 0;
-  token_sum_ = 0;
+  const int32_t new_window = std::max(window_seconds, 1);
+  if (new_window == window_seconds_) return;
+  // The most recent completed seconds, one value each (an even share of its bucket when
+  // the window is bucketed), then closed again into the new buckets.
+  std::vector<std::pair<int64_t, int64_t>> seconds;  // (requests, tokens) per second
+  int64_t keep = 0;
   if (started_) {
-    const int64_t held = current_second_ - history_start_second_ + 1;
-    const int64_t keep = std::min<int64_t>({held, capacity_, new_capacity});
-    for (int64_t s = current_second_ - keep + 1; s <= current_second_; ++s) {
-      const size_t from = Slot(s);
-      const size_t to = static_cast<size_t>(((s % new_capacity) + new_capacity) % new_capacity);
-      requests[to] = request_ring_[from];
-      request_sum_ += requests[to];
-      if (tokens != nullptr) {
-        tokens[to] = token_ring_[from];
-        token_sum_ += tokens[to];
-      }
+    keep = std::min<int64_t>(
+        {current_second_ - history_start_second_, window_seconds_, new_window});
+    for (int64_t s = current_second_ - keep; s < current_second_; ++s) {
+      const int64_t bucket = Bucket(s);
+      const int64_t bucket_first = std::max(bucket * bucket_seconds_, history_start_second_);
+      const int64_t bucket_last = std::min((bucket + 1) * bucket_seconds_, current_second_) - 1;
+      const int64_t held = std::max<int64_t>(1, bucket_last - bucket_first + 1);
+      const size_t slot = Slot(bucket);
+      seconds.emplace_back(request_ring_[slot] / held,
+                           token_ring_ != nullptr ? token_ring_[slot] / held : 0);
     }
-    history_start_second_ = current_second_ - keep + 1;
   }
-  capacity_ = new_capacity;
-  request_ring_ = std::move(requests);
-  token_ring_ = std::move(tokens);
+  const bool had_tokens = token_ring_ != nullptr;
+  window_seconds_ = new_window;
+  bucket_seconds_ = BucketSecondsFor(new_window);
+  AllocateRings();
+  if (had_tokens) token_ring_ = ZeroedRing(slots_);
+  // Replayed below into the new ring.
+  if (!started_) return;
+  history_start_second_ = current_second_ - keep;
+  for (int64_t i = 0; i < keep; ++i) {
+    const int64_t s = current_second_ - keep + i;
+    const size_t slot = Slot(Bucket(s));
+    request_ring_[slot] += seconds[i].first;
+    request_total_ += seconds[i].first;
+    if (token_ring_ != nullptr) {
+      token_ring_[slot] += seconds[i].second;
+      token_total_ += seconds[i].second;
+    }
+  }
 }
 
 size_t LoadWindow::MemoryBytes() const {
-  size_t bytes = sizeof(*this) + sizeof(int64_t) * capacity_;
-  if (token_ring_ != nullptr) bytes += sizeof(int64_t) * capacity_;
+  size_t bytes = sizeof(*this) + sizeof(int64_t) * slots_;
+  if (token_ring_ != nullptr) bytes += sizeof(int64_t) * slots_;
   bytes += sources_.capacity() * (sizeof(std::pair<std::string, Source>) + 1);
   for (const auto& [id, source] : sources_) {
     if (id.capacity() > 15) bytes += id.capacity() + 1;  // beyond the small-string buffer
@@ -120,26 +203,42 @@ size_t LoadWindow::MemoryBytes() const {
   return bytes;
 }
 
+void LoadWindow::CloseCurrentSecond() {
+  const size_t slot = Slot(Bucket(current_second_));
+  // The first second closed into a bucket reuses a slot that held an older bucket.
+  const bool fresh = current_second_ % bucket_seconds_ == 0 ||
+                     current_second_ == history_start_second_;
+  if (fresh) {
+    request_total_ -= request_ring_[slot];
+    request_ring_[slot] = 0;
+    if (token_ring_ != nullptr) {
+      token_total_ -= token_ring_[slot];
+      token_ring_[slot] = 0;
+    }
+  }
+  request_ring_[slot] += current_request_millis_;
+  request_total_ += current_request_millis_;
+  if (token_ring_ != nullptr) {
+    token_ring_[slot] += current_tokens_;
+    token_total_ += current_tokens_;
+  }
+  if (!sources_.empty()) ++live_seconds_;
+}
+
 void LoadWindow::AdvanceTo(int64_t second) {
   while (current_second_ < second) {
-    if (sources_.empty() && second - current_second_ >= capacity_) {
+    if (sources_.empty() && second - current_second_ >= window_seconds_) {
       // Nothing counts any more and every held second falls out of the window.
-      std::fill_n(request_ring_.get(), capacity_, 0);
-      if (token_ring_ != nullptr) std::fill_n(token_ring_.get(), capacity_, 0);
-      request_sum_ = 0;
-      token_sum_ = 0;
+      std::fill_n(request_ring_.get(), slots_, 0);
+      if (token_ring_ != nullptr) std::fill_n(token_ring_.get(), slots_, 0);
+      request_total_ = 0;
+      token_total_ = 0;
       current_second_ = second;
       return;
     }
+    CloseCurrentSecond();
     ++current_second_;
     ExpireSourcesAt(current_second_);
-    const size_t slot = Slot(current_second_);
-    request_sum_ += current_request_millis_ - request_ring_[slot];
-    request_ring_[slot] = current_request_millis_;
-    if (token_ring_ != nullptr) {
-      token_sum_ += current_tokens_ - token_ring_[slot];
-      token_ring_[slot] = current_tokens_;
-    }
   }
 }
 
@@ -156,18 +255,6 @@ void LoadWindow::ExpireSourcesAt(int64_t second) {
       next_expiry_second_ = std::min(next_expiry_second_, expiry);
       ++it;
     }
-  }
-}
-
-void LoadWindow::AddToCurrent(int64_t request_millis_delta, int64_t token_delta) {
-  current_request_millis_ += request_millis_delta;
-  const size_t slot = Slot(current_second_);
-  request_ring_[slot] += request_millis_delta;
-  request_sum_ += request_millis_delta;
-  if (token_ring_ != nullptr) {
-    current_tokens_ += token_delta;
-    token_ring_[slot] += token_delta;
-    token_sum_ += token_delta;
   }
 }
 

@@ -56,7 +56,8 @@ int32_t ReplicasForLoad(const AutoscalingSettings& settings, const WindowLoad& l
 }
 
 ScaleDecision ReplicaScaler::Decide(const AutoscalingSettings& settings,
-                                    const WindowLoad& load, absl::Time now) {
+                                    const ScaleInputs& inputs, absl::Time now) {
+  const WindowLoad& load = inputs.load;
   ScaleDecision d;
   d.previous_replicas = state_.current_replicas;
   d.decided_at = now;
@@ -64,15 +65,20 @@ ScaleDecision ReplicaScaler::Decide(const AutoscalingSettings& settings,
   if (load.has_tokens) d.avg_in_flight_tokens = load.MeanTokens();
   d.replicas_for_load = ReplicasForLoad(settings, load);
   d.capped = d.replicas_for_load > settings.max_replica;
-  d.warming_up = now - state_.observing_since < absl::Seconds(settings.autoscaling_window);
+  d.warming_up = inputs.warming_up;
   // Settings reach the scaler validated (min ≤ max); the min() keeps clamp defined even
   // if they were not.
-  const int32_t target =
-      std::clamp(d.replicas_for_load, std::min(settings.min_replica, settings.max_replica),
-                 settings.max_replica);
-
+  const int32_t min_replica = std::min(settings.min_replica, settings.max_replica);
   int32_t current = state_.current_replicas;
   std::optional<absl::Time>& pending = state_.scale_down_pending_since;
+  // Without evidence the count holds: no live source (a broken reporter must not drain a
+  // busy fleet), or no completed second of reports yet. Bounds still apply.
+  const bool no_reports = !inputs.live_source && current > 0;
+  const bool no_data = inputs.live_source && load.seconds == 0;
+  const int32_t target =
+      no_reports || no_data ? std::clamp(current, min_replica, settings.max_replica)
+                            : std::clamp(d.replicas_for_load, min_replica, settings.max_replica);
+
   if (current > settings.max_replica) {
     // Bounds are hard: a lowered max_replica moves the count at once. A scale-down that
     // was already pending keeps its start time; no further step happens in this tick.
@@ -86,33 +92,39 @@ ScaleDecision ReplicaScaler::Decide(const AutoscalingSettings& settings,
       pending = now;
     }
   } else if (target > current) {
-    d.reason = d.replicas_for_load < target ? DecisionReason::kRaisedToMinReplica
-                                            : DecisionReason::kScaleUp;
+    d.reason = target > d.replicas_for_load || no_reports || no_data
+                   ? DecisionReason::kRaisedToMinReplica
+                   : DecisionReason::kScaleUp;
     current = target;
     pending.reset();
   } else if (target == current) {
-    d.reason = DecisionReason::kSteady;
+    d.reason = no_reports ? DecisionReason::kNoReports
+               : no_data  ? DecisionReason::kNoCompletedSecond
+                          : DecisionReason::kSteady;
     pending.reset();
-  } else if (!pending.has_value()) {
-    d.reason = DecisionReason::kScaleDownPending;
-    pending = now;
-  } else if (now - *pending < absl::Seconds(settings.scale_down_delay)) {
-    d.reason = DecisionReason::kScaleDownPending;
-  } else if (d.warming_up) {
-    d.reason = DecisionReason::kWarmUpHold;
   } else {
-    const int32_t rate_cap = static_cast<int32_t>(
-        int64_t{current} * settings.max_scale_down_rate / 100);
-    const int32_t step = std::min(current - target, std::max(1, rate_cap));
-    current -= step;
-    d.reason = DecisionReason::kScaleDownStep;
-    if (current > target) {
-      pending = now;
+    // The timer starts in the tick that first sees the lower target, and that same tick
+    // steps when the delay is 0.
+    if (!pending.has_value()) pending = now;
+    if (now - *pending + delay_tolerance_ < absl::Seconds(settings.scale_down_delay)) {
+      d.reason = DecisionReason::kScaleDownPending;
+    } else if (d.warming_up) {
+      d.reason = DecisionReason::kWarmUpHold;
     } else {
-      pending.reset();
+      const int32_t rate_cap = static_cast<int32_t>(
+          int64_t{current} * settings.max_scale_down_rate / 100);
+      const int32_t step = std::min(current - target, std::max(1, rate_cap));
+      current -= step;
+      d.reason = DecisionReason::kScaleDownStep;
+      if (current > target) {
+        pending = now;
+      } else {
+        pending.reset();
+      }
     }
   }
 
+  d.no_reports = no_reports;
   state_.current_replicas = current;
   d.desired_replicas = current;
   d.scale_down_pending_since = pending;
@@ -154,8 +166,17 @@ std::string DescribeDecision(const ScaleDecision& d, const AutoscalingSettings& 
       break;
     case DecisionReason::kWarmUpHold:
       text = absl::StrCat("holding ", d.desired_replicas, " until a whole ",
-                          s.autoscaling_window, "s window has been observed: ",
+                          s.autoscaling_window, "s window of reports has been observed: ",
                           LoadText(d, s));
+      break;
+    case DecisionReason::kNoReports:
+      text = absl::StrCat("holding ", d.desired_replicas,
+                          ": no source has reported within report_staleness, and silence "
+                          "is not taken for zero load");
+      break;
+    case DecisionReason::kNoCompletedSecond:
+      text = absl::StrCat("holding ", d.desired_replicas,
+                          ": waiting for the first whole second of reports");
       break;
   }
   if (d.capped) {

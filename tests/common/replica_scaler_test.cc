@@ -1,6 +1,8 @@
 // Pins the decision algorithm of DESIGN §7 with its worked examples.
 #include "common/replica_scaler.h"
 
+#include "common/chainlet_decider.h"
+
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -16,15 +18,21 @@ using ::testing::HasSubstr;
 
 constexpr int32_t kStaleness = 10;
 
-// One chainlet driven second by second: a single replica reports the load each tick,
-// the window averages it, the scaler decides.
+// One chainlet driven second by second through the decider both the agent and the
+// simulator run: a single replica reports the load in each second, and each tick decides
+// on the seconds completed before it.
 class Chainlet {
  public:
   Chainlet(AutoscalingSettings settings, int32_t replicas, bool warm = true)
-      : settings_(settings),
-        window_(settings.autoscaling_window, kStaleness),
-        scaler_(ScaleState{replicas, std::nullopt,
-                           warm ? absl::InfinitePast() : clock_.Now()}) {}
+      : decider_(settings, Options(), DeciderStart{replicas, std::nullopt, !warm},
+                 clock_.Now()) {}
+
+  static DeciderOptions Options() {
+    DeciderOptions options;
+    options.report_staleness_seconds = kStaleness;
+    options.delay_tolerance = absl::ZeroDuration();
+    return options;
+  }
 
   // Sets the in-flight load reported from now on.
   void SetLoad(double in_flight, std::optional<int64_t> tokens = std::nullopt) {
@@ -32,16 +40,18 @@ class Chainlet {
     tokens_ = tokens;
   }
 
-  // Reports the current load at the current instant and decides, without moving time.
+  // Reports the current load at the current instant and decides on the spot, counting
+  // the second in progress (the cold-start path).
   ScaleDecision DecideNow() {
-    EXPECT_TRUE(window_.Report("replica-0", LoadSample{load_milli_, tokens_}, clock_.Now()).ok());
-    return scaler_.Decide(settings_, window_.Average(clock_.Now()), clock_.Now());
+    EXPECT_TRUE(decider_.Report("replica-0", LoadSample{load_milli_, tokens_}, clock_.Now()).ok());
+    return decider_.DecideColdStart(clock_.Now());
   }
 
-  // Advances one second, then reports and decides.
+  // Reports the load for the current second, advances one second and decides at the tick.
   ScaleDecision Tick() {
+    EXPECT_TRUE(decider_.Report("replica-0", LoadSample{load_milli_, tokens_}, clock_.Now()).ok());
     clock_.Advance(absl::Seconds(1));
-    return DecideNow();
+    return decider_.Decide(clock_.Now());
   }
 
   // Ticks `n` times and returns every decision.
@@ -51,15 +61,14 @@ class Chainlet {
     return out;
   }
 
-  AutoscalingSettings& settings() { return settings_; }
+  void SetSettings(const AutoscalingSettings& s) { decider_.set_settings(s); }
+  const AutoscalingSettings& settings() const { return decider_.settings(); }
   absl::Time now() const { return clock_.Now(); }
   void Advance(absl::Duration d) { clock_.Advance(d); }
 
  private:
   testing::FakeClock clock_;
-  AutoscalingSettings settings_;
-  LoadWindow window_;
-  ReplicaScaler scaler_;
+  ChainletDecider decider_;
   int64_t load_milli_ = 0;
   std::optional<int64_t> tokens_;
 };
@@ -69,6 +78,13 @@ AutoscalingSettings Settings(int32_t min, int32_t max) {
   s.min_replica = min;
   s.max_replica = max;
   return s;
+}
+
+template <typename Change>
+void ChangeSetting(Chainlet& c, Change change) {
+  AutoscalingSettings s = c.settings();
+  change(s);
+  c.SetSettings(s);
 }
 
 WindowLoad Load(double avg_requests, int64_t seconds = 60) {
@@ -267,7 +283,8 @@ TEST(ReplicaScalerTest, RateCapAppliesOnlyWhenTheExcessIsLarger) {
   EXPECT_EQ(after_steps, (std::vector<int32_t>{9}));
 }
 
-TEST(ReplicaScalerTest, ZeroDelayStepsOnTheTickAfterTheDrop) {
+// A zero delay steps in the tick that first sees the lower target (DESIGN §7).
+TEST(ReplicaScalerTest, ZeroDelayStepsInTheTickThatFirstSeesTheDrop) {
   AutoscalingSettings s = Settings(1, 10);
   s.scale_down_delay = 0;
   Chainlet c(s, 8);
@@ -279,17 +296,17 @@ TEST(ReplicaScalerTest, ZeroDelayStepsOnTheTickAfterTheDrop) {
     replicas.push_back(d.desired_replicas);
   }
   EXPECT_EQ(statuses, (std::vector<DecisionStatus>{
-                          DecisionStatus::kQueued, DecisionStatus::kAccepted,
                           DecisionStatus::kAccepted, DecisionStatus::kAccepted,
+                          DecisionStatus::kAccepted, DecisionStatus::kUnchanged,
                           DecisionStatus::kUnchanged}));
-  EXPECT_EQ(replicas, (std::vector<int32_t>{8, 4, 2, 1, 1}));
+  EXPECT_EQ(replicas, (std::vector<int32_t>{4, 2, 1, 1, 1}));
 }
 
 TEST(ReplicaScalerTest, LoweringMaxBelowTheCountMovesItAtOnce) {
   Chainlet c(Settings(0, 10), 8);
   c.SetLoad(8 * 0.7);
   EXPECT_EQ(c.Tick().status, DecisionStatus::kUnchanged);
-  c.settings().max_replica = 3;
+  ChangeSetting(c, [](AutoscalingSettings& s) { s.max_replica = 3; });
   ScaleDecision d = c.Tick();
   EXPECT_EQ(d.status, DecisionStatus::kAccepted);
   EXPECT_EQ(d.reason, DecisionReason::kLoweredToMaxReplica);
@@ -306,7 +323,7 @@ TEST(ReplicaScalerTest, LoweringMaxKeepsAPendingScaleDownRunning) {
   const ScaleDecision first = c.Tick();
   ASSERT_EQ(first.status, DecisionStatus::kQueued);
   c.Ticks(50);
-  c.settings().max_replica = 6;
+  ChangeSetting(c, [](AutoscalingSettings& s) { s.max_replica = 6; });
   ScaleDecision d = c.Tick();
   EXPECT_EQ(d.status, DecisionStatus::kAccepted);
   EXPECT_EQ(d.desired_replicas, 6);
@@ -329,7 +346,7 @@ TEST(ReplicaScalerTest, RaisingMinAboveTheCountMovesItAtOnce) {
   Chainlet c(Settings(0, 10), 1);
   c.SetLoad(0.5);
   EXPECT_EQ(c.Tick().status, DecisionStatus::kUnchanged);
-  c.settings().min_replica = 5;
+  ChangeSetting(c, [](AutoscalingSettings& s) { s.min_replica = 5; });
   ScaleDecision d = c.Tick();
   EXPECT_EQ(d.status, DecisionStatus::kAccepted);
   EXPECT_EQ(d.reason, DecisionReason::kRaisedToMinReplica);

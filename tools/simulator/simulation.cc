@@ -5,8 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/load_window.h"
-#include "common/replica_scaler.h"
+#include "common/chainlet_decider.h"
 
 namespace chainscale {
 namespace {
@@ -34,8 +33,11 @@ absl::StatusOr<SimulationSummary> RunSimulation(const SimulationOptions& options
       SampleInFlight(*trace, options.service_time, start, absl::Seconds(1));
   load.resize(load.size() + absl::ToInt64Seconds(options.tail));
 
-  LoadWindow window(settings.autoscaling_window, options.report_staleness_seconds);
-  ReplicaScaler scaler(ScaleState{settings.min_replica, std::nullopt, absl::InfinitePast()});
+  DeciderOptions decider_options;
+  decider_options.report_staleness_seconds = options.report_staleness_seconds;
+  DeciderStart decider_start;
+  decider_start.replicas = settings.min_replica;
+  ChainletDecider decider(settings, decider_options, decider_start, start);
   SimulationSummary summary;
   summary.peak_replicas = settings.min_replica;
 
@@ -49,11 +51,24 @@ absl::StatusOr<SimulationSummary> RunSimulation(const SimulationOptions& options
     const absl::Time now = start + absl::Seconds(static_cast<int64_t>(i));
     LoadSample sample{load[i].requests * 1000, std::nullopt};
     if (settings.target_in_flight_tokens.has_value()) sample.tokens = load[i].tokens;
-    if (absl::Status s = window.Report("trace-router", sample, now); !s.ok()) {
+    if (absl::Status s = decider.Report("trace-router", sample, now); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("at ", Elapsed(static_cast<int64_t>(i)), ": ",
                                                  s.message()));
     }
-    const ScaleDecision d = scaler.Decide(settings, window.Average(now), now);
+    auto print_event = [&](const ScaleDecision& d) {
+      if (d.status != DecisionStatus::kAccepted) return;
+      (d.desired_replicas > d.previous_replicas ? summary.scale_ups : summary.scale_downs)++;
+      out << absl::StrFormat("%-8s  %9d  %10.2f  %3d -> %-3d %s\n",
+                             Elapsed(static_cast<int64_t>(i)), load[i].requests,
+                             d.avg_in_flight_requests, d.previous_replicas,
+                             d.desired_replicas, DescribeDecision(d, settings));
+      out.flush();
+    };
+    // The agent decides a cold start when the report arrives, and every second at its
+    // tick; here both land on the simulated second.
+    if (decider.ColdStartDue(sample)) print_event(decider.DecideColdStart(now));
+    const ScaleDecision d = decider.Decide(now);
+    print_event(d);
 
     ++summary.seconds;
     summary.replica_seconds += d.desired_replicas;
@@ -61,14 +76,6 @@ absl::StatusOr<SimulationSummary> RunSimulation(const SimulationOptions& options
     summary.capped_seconds += d.capped;
     if (load[i].requests > int64_t{d.desired_replicas} * settings.concurrency_target) {
       ++summary.overloaded_seconds;
-    }
-    if (d.status == DecisionStatus::kAccepted) {
-      (d.desired_replicas > d.previous_replicas ? summary.scale_ups : summary.scale_downs)++;
-      out << absl::StrFormat("%-8s  %9d  %10.2f  %3d -> %-3d %s\n",
-                             Elapsed(static_cast<int64_t>(i)), load[i].requests,
-                             d.avg_in_flight_requests, d.previous_replicas,
-                             d.desired_replicas, DescribeDecision(d, settings));
-      out.flush();
     }
     if (options.speed > 0) {
       std::this_thread::sleep_for(std::chrono::duration<double>(1.0 / options.speed));
