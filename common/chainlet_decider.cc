@@ -26,7 +26,11 @@ const ScaleDecision& ChainletDecider::Decide(absl::Time now) {
   if (window_.window_seconds() != settings_.autoscaling_window) {
     window_.Resize(settings_.autoscaling_window);
   }
-  return DecideWith(window_.Average(now), now);
+  WindowLoad load = window_.Average(now);
+  // Before any second of reports has completed, the second in progress is all there is
+  // (as on the cold-start path); from the first completed second on it never counts.
+  if (load.seconds == 0 && window_.has_live_source()) load = window_.AverageWithCurrent(now);
+  return DecideWith(load, now);
 }
 
 const ScaleDecision& ChainletDecider::DecideColdStart(absl::Time now) {

@@ -52,7 +52,8 @@ class ChainletDecider {
            (sample.request_millis > 0 || sample.tokens.value_or(0) > 0);
   }
 
-  // Decides at a tick, from the completed seconds of the window.
+  // Decides at a tick, from the completed seconds of the window (from the second in
+  // progress while none has completed yet).
   const ScaleDecision& Decide(absl::Time now);
   // Decides on the cold-start path, counting the second in progress: at zero replicas it
   // is the only evidence there is.

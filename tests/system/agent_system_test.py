@@ -215,12 +215,14 @@ class AgentSystemTest(unittest.TestCase):
             self.start_load(agent, 0)
             self.assertTrue(wait_for(lambda: watch.latest() is not None
                                      and watch.latest().desired_replicas < 4, timeout=60))
+            # Warm-up counts whole seconds with a live source; the first of them may have
+            # had the source for a moment only, so it ends up to a second early.
             for at, decision in [(at, d) for (at, d) in watch.decisions]:
-                if at - started < WINDOW - 0.5:
+                if at - started < WINDOW - 1.0:
                     self.assertEqual(decision.desired_replicas, 4,
                                      "dropped during warm-up after %.1f s" % (at - started))
             dropped = [at for (at, d) in watch.decisions if d.desired_replicas < 4][0]
-            self.assertGreaterEqual(dropped - started, WINDOW - 0.5)
+            self.assertGreaterEqual(dropped - started, WINDOW - 1.0)
         finally:
             watch.close()
 
