@@ -97,6 +97,11 @@ std::unique_ptr<DecisionLoop::Chainlet> DecisionLoop::NewChainlet(const CachedCh
 void DecisionLoop::Apply(const AppliedUpdate& update) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
+  if (update.new_cluster) {
+    // Another cluster's state: its windows and decisions mean nothing here.
+    chainlets_.clear();
+    changed_since_tick_.clear();
+  }
   if (update.snapshot) {
     // Keep what still exists (its window and state carry on), drop the rest.
     absl::flat_hash_set<std::string> keys;

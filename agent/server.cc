@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/keepalive.h"
 #include "common/log.h"
 
 namespace chainscale {
@@ -85,6 +86,7 @@ absl::Status AgentServer::StartServing() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ApplyServerKeepalive(builder);
   builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();

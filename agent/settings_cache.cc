@@ -31,6 +31,7 @@ void SettingsCache::ApplySnapshot(const std::string& cluster_id, int64_t revisio
   update.snapshot = true;
   {
     absl::MutexLock lock(&mu_);
+    update.new_cluster = !cluster_id_.empty() && cluster_id_ != cluster_id;
     chainlets_.clear();
     for (const v1::ChainletState& state : chainlets) {
       CachedChainlet c = FromState(state);

@@ -30,6 +30,9 @@ struct CachedChainlet {
 struct AppliedUpdate {
   int64_t revision = 0;
   bool snapshot = false;  // true: everything was replaced
+  // The snapshot came from another cluster than the state it replaces: nothing of the
+  // old state (windows included) may carry over (DESIGN §5).
+  bool new_cluster = false;
   std::vector<CachedChainlet> upserts;
   std::vector<v1::ChainletKey> removals;
 };

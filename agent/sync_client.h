@@ -1,8 +1,14 @@
-// SyncClient: the agent's end of the Sync stream. On its own thread it connects to the
-// control plane, says hello with the cache's applied revision and cluster id, applies the
-// snapshots and changes it receives to the SettingsCache, acks each applied revision,
-// sends the decisions it is given, and reconnects with jittered exponential backoff when
-// the stream ends.
+// SyncClient: the agent's end of the Sync stream. A reader thread connects to the control
+// plane, says hello with the cache's applied revision and cluster id, applies the
+// snapshots and changes it receives to the SettingsCache (a change sent in parts is
+// applied at its last part) and reconnects with jittered exponential backoff when the
+// stream ends. A writer thread sends acks and the agent's decisions.
+//
+// Decisions never wait on the network (DESIGN §5): SendDecisions only records the latest
+// decision per chainlet in an outbox; the writer sends them in messages of at most 1 MiB,
+// one message in flight, and drops each only once the control plane acknowledges it
+// (decisions_ack), so nothing is lost across reconnects. Keepalive detects a control
+// plane that stopped answering, and Stop returns promptly whatever the peer does.
 #ifndef CHAINSCALE_AGENT_SYNC_CLIENT_H_
 #define CHAINSCALE_AGENT_SYNC_CLIENT_H_
 
@@ -10,6 +16,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +36,8 @@ struct SyncClientOptions {
   std::string token;  // sent as "authorization: Bearer <token>" when not empty
   v1::Selector selector;
   BackoffOptions backoff;
+  // Largest message either way (the control plane's limit, DESIGN §5).
+  size_t max_message_bytes = 1 << 20;
 };
 
 class SyncClient {
@@ -38,6 +47,9 @@ class SyncClient {
     int64_t snapshots = 0;  // complete snapshots applied
     int64_t changes = 0;    // changes applied
     int64_t rejected = 0;   // changes refused for going backwards
+    int64_t decisions_sent = 0;     // decisions written (resends included)
+    int64_t decisions_stored = 0;   // acknowledged as stored
+    int64_t decisions_refused = 0;  // acknowledged as refused
     int last_end_code = -1;  // grpc::StatusCode the last stream ended with; -1: none yet
   };
 
@@ -46,17 +58,18 @@ class SyncClient {
   ~SyncClient();  // stops
 
   void Start();
-  // Ends the stream and the thread; idempotent.
+  // Ends the stream and the threads; idempotent. Returns promptly even when the control
+  // plane does not answer.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
   // Cancels the current stream (as a network cut would); the client reconnects.
   void DropStream() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Sends decisions now if connected; otherwise keeps the latest per chainlet and sends
-  // them after the next hello.
-  void SendDecisions(const std::vector<v1::ScalingDecision>& decisions)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Records the latest decision of each chainlet for sending. Never blocks on the network.
+  void SendDecisions(const std::vector<v1::ScalingDecision>& decisions) ABSL_LOCKS_EXCLUDED(mu_);
 
   bool connected() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Decisions waiting to be sent or acknowledged.
+  size_t unacknowledged_decisions() const ABSL_LOCKS_EXCLUDED(mu_);
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -65,25 +78,33 @@ class SyncClient {
   void Run();
   // One stream, from connect to its end; returns its final status.
   grpc::Status RunStream(Backoff& backoff);
-  void Handle(const v1::SyncResponse& response, std::vector<v1::ChainletState>* snapshot);
-  void Ack(int64_t revision) ABSL_LOCKS_EXCLUDED(mu_);
-  // Writes one message; false when there is no stream or it broke.
-  bool Write(const v1::SyncRequest& request) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
-  void FlushDecisions() ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+  void Handle(const v1::SyncResponse& response) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sends acks and decisions on `stream` until the stream (generation) ends.
+  void WriteLoop(Stream* stream, int64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
+  // The next message the writer sends, if any.
+  std::optional<v1::SyncRequest> NextWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts unacknowledged decisions back in the outbox (unless newer ones replaced them).
+  void RequeueInFlightLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SyncClientOptions options_;
   SettingsCache* const cache_;
   std::unique_ptr<v1::ControlPlane::Stub> stub_;
   std::thread thread_;
 
-  // Held for a whole write (writes may block on flow control), so that one message is
-  // written at a time and the stream is not destroyed under a writer. Taken before mu_.
-  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
-  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // set once the hello is written
-  absl::flat_hash_map<std::string, v1::ScalingDecision> unsent_ ABSL_GUARDED_BY(mu_);
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // of the current stream
+  bool stream_up_ ABSL_GUARDED_BY(mu_) = false;  // the hello was written
+  bool stream_over_ ABSL_GUARDED_BY(mu_) = false;  // the writer must stop
+  std::optional<int64_t> ack_ ABSL_GUARDED_BY(mu_);  // the latest ack to send
+  // Decisions to send, latest per chainlet, and the ones sent and not yet acknowledged.
+  absl::flat_hash_map<std::string, v1::ScalingDecision> outbox_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, v1::ScalingDecision> in_flight_ ABSL_GUARDED_BY(mu_);
+  std::optional<uint64_t> in_flight_sequence_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<v1::SyncChange> parts_;  // reader thread only: parts of a change so far
+  std::vector<v1::ChainletState> snapshot_;  // reader thread only: chunks so far
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -33,7 +33,8 @@ int Run() {
     store_options.path = dir;
     store_options.sync_writes = false;
     std::unique_ptr<Store> store = Store::Open(store_options).value();
-    Registry registry(store.get(), RegistryOptions{}, RealClock::Get());
+    Committer committer(store.get(), nullptr);
+    Registry registry(store.get(), &committer, RegistryOptions{}, RealClock::Get());
     for (int c = 0; c < absl::GetFlag(FLAGS_chains); ++c) {
       v1::CreateChainRequest request;
       request.set_chain_id(absl::StrCat("chain-", c));

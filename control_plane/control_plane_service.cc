@@ -11,17 +11,20 @@ namespace chainscale {
 ControlPlaneService::ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics)
     : options_(std::move(options)), metrics_(metrics) {}
 
-void ControlPlaneService::SetBackends(Management* management, SyncHub* hub, Store* store) {
+void ControlPlaneService::SetBackends(Management* management, SyncHub* hub) {
   hub_.store(hub);
-  store_.store(store);
   management_.store(management);
 }
 
 grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* ControlPlaneService::Sync(
     grpc::CallbackServerContext* context) {
   metrics_->Add("chainscale_sync_streams_total", {});
-  return new SyncStream(context, options_.agent_tokens, options_.insecure,
-                        SyncBackends{hub_.load(), store_.load()}, &streams_);
+  // Sync is open only when nothing at all is protected: --insecure with no management
+  // keys and no agent tokens. Whenever keys are configured, agents need a token too.
+  SyncAccess access;
+  access.agent_tokens = &options_.agent_tokens;
+  access.open = options_.insecure && options_.api_keys.empty() && options_.agent_tokens.empty();
+  return new SyncStream(context, access, hub_.load(), &streams_);
 }
 
 template <typename Call>

@@ -30,8 +30,8 @@ class ControlPlaneService final
   ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics);
 
   // Calls made before the backends are set (the store is still opening) answer
-  // UNAVAILABLE. Set them all, or all to null.
-  void SetBackends(Management* management, SyncHub* hub, Store* store);
+  // UNAVAILABLE. Set them both, or both to null.
+  void SetBackends(Management* management, SyncHub* hub);
   // Ends every Sync stream with UNAVAILABLE, and any opened later.
   void FinishSyncStreams() { streams_.EndAll(); }
 
@@ -69,7 +69,6 @@ class ControlPlaneService final
   Metrics* const metrics_;
   std::atomic<Management*> management_{nullptr};
   std::atomic<SyncHub*> hub_{nullptr};
-  std::atomic<Store*> store_{nullptr};
   StreamSet streams_;
 };
 

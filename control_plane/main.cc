@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, tls_ca, "", "PEM roots; clients must present a certificat
 ABSL_FLAG(absl::Duration, ack_timeout, absl::Seconds(2),
           "how long an update waits for agents to acknowledge it before answering QUEUED");
 ABSL_FLAG(int64_t, log_retention, 100000, "revision-log entries kept for resuming agents");
+ABSL_FLAG(int64_t, min_free_disk_mb, 0,
+          "writes are refused while the disk of --data_dir has less free space than this, in "
+          "MiB (0: 10% of that filesystem, at least 8 and at most 64 MiB)");
 ABSL_FLAG(int32_t, max_replica_limit, 1000, "largest max_replica a setting may have");
 ABSL_FLAG(double, rest_rate_limit, 100,
           "REST gateway requests per second per API key (a burst of one second's worth); "
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
                  absl::GetFlag(FLAGS_tls_ca)};
   options.ack_timeout = absl::GetFlag(FLAGS_ack_timeout);
   options.log_retention = absl::GetFlag(FLAGS_log_retention);
+  options.min_free_disk_bytes = absl::GetFlag(FLAGS_min_free_disk_mb) << 20;
   options.registry.settings_limits.max_replica_limit = absl::GetFlag(FLAGS_max_replica_limit);
   options.rest_rate_limit = absl::GetFlag(FLAGS_rest_rate_limit);
   if (options.log_retention < 1) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -118,17 +119,12 @@ void SortEnvironments(v1::Chain* chain) {
 
 }  // namespace
 
-Registry::Registry(Store* store, RegistryOptions options, const Clock& clock,
-                   std::function<void()> on_commit)
-    : store_(store),
-      options_(std::move(options)),
-      clock_(clock),
-      on_commit_(std::move(on_commit)) {}
+Registry::Registry(Store* store, Committer* committer, RegistryOptions options,
+                   const Clock& clock)
+    : store_(store), committer_(committer), options_(std::move(options)), clock_(clock) {}
 
-absl::Status Registry::Commit(const StoreMutation& mutation) {
-  if (absl::Status s = store_->Commit(mutation); !s.ok()) return s;
-  if (on_commit_) on_commit_();
-  return absl::OkStatus();
+absl::Mutex& Registry::ChainLock(absl::string_view chain_id) const {
+  return chain_locks_[absl::Hash<absl::string_view>()(chain_id) % kChainLockStripes];
 }
 
 absl::StatusOr<v1::Chain> Registry::LoadChain(absl::string_view chain_id) const {
@@ -157,6 +153,7 @@ absl::StatusOr<v1::Chain> Registry::LoadChainWithEnvironment(absl::string_view c
 
 std::string Registry::NewChainId() {
   static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  absl::MutexLock lock(&random_mu_);
   std::string id(12, 'a');
   for (char& c : id) c = kAlphabet[absl::Uniform<size_t>(random_, 0, sizeof(kAlphabet) - 1)];
   return id;
@@ -191,7 +188,6 @@ absl::StatusOr<v1::Chain> Registry::CreateChain(const v1::CreateChainRequest& re
   }
   if (!violations.empty()) return ToStatus(violations);
 
-  absl::MutexLock lock(&write_mu_);
   std::string chain_id = request.chain_id();
   if (chain_id.empty()) {
     // 36^12 ids: a collision is astronomically rare, but never overwrite.
@@ -200,15 +196,14 @@ absl::StatusOr<v1::Chain> Registry::CreateChain(const v1::CreateChainRequest& re
       if (absl::IsNotFound(store_->GetChain(chain_id).status())) break;
     }
   }
+  absl::MutexLock lock(&ChainLock(chain_id));
   absl::StatusOr<v1::Chain> existing = store_->GetChain(chain_id);
   if (existing.ok()) {
     return absl::AlreadyExistsError(absl::StrCat("chain \"", chain_id, "\" already exists"));
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();
 
-  const int64_t revision = store_->revision() + 1;
   StoreMutation mutation;
-  mutation.change.set_revision(revision);
   v1::Chain chain;
   chain.set_chain_id(chain_id);
   chain.set_name(request.name().empty() ? chain_id : request.name());
@@ -218,15 +213,16 @@ absl::StatusOr<v1::Chain> Registry::CreateChain(const v1::CreateChainRequest& re
   SortEnvironments(&chain);
   *chain.mutable_create_time() =
       google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_.Now()));
-  chain.set_revision(revision);
   for (const std::string& env : chain.environments()) {
     for (const std::string& name : chain.chainlet_names()) {
       *mutation.change.add_upserts() =
-          MakeState(MakeKey(chain_id, env, name), DefaultSettings(env), revision);
+          MakeState(MakeKey(chain_id, env, name), DefaultSettings(env), 0);
     }
   }
   mutation.chain_puts.push_back(chain);
-  if (absl::Status s = Commit(mutation); !s.ok()) return s;
+  absl::StatusOr<int64_t> revision = committer_->Commit(&mutation);
+  if (!revision.ok()) return revision.status();
+  chain.set_revision(*revision);
   return chain;
 }
 
@@ -263,17 +259,17 @@ absl::StatusOr<v1::ListChainsResponse> Registry::ListChains(
 }
 
 absl::StatusOr<int64_t> Registry::DeleteChain(absl::string_view chain_id) {
-  absl::MutexLock lock(&write_mu_);
+  absl::MutexLock lock(&ChainLock(chain_id));
   absl::StatusOr<v1::Chain> chain = LoadChain(chain_id);
   if (!chain.ok()) return chain.status();
-  absl::StatusOr<std::vector<v1::ChainletState>> chainlets = store_->ListChainlets(chain_id, "");
-  if (!chainlets.ok()) return chainlets.status();
   StoreMutation mutation;
-  mutation.change.set_revision(store_->revision() + 1);
-  for (const v1::ChainletState& state : *chainlets) *mutation.change.add_removals() = state.key();
+  for (const std::string& env : chain->environments()) {
+    for (const std::string& name : chain->chainlet_names()) {
+      *mutation.change.add_removals() = MakeKey(chain_id, env, name);
+    }
+  }
   mutation.chain_deletes.push_back(std::string(chain_id));
-  if (absl::Status s = Commit(mutation); !s.ok()) return s;
-  return mutation.change.revision();
+  return committer_->Commit(&mutation);
 }
 
 absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
@@ -283,7 +279,7 @@ absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
   CheckSettingsList("initial_settings", request.initial_settings(), &violations);
   if (!violations.empty()) return ToStatus(violations);
 
-  absl::MutexLock lock(&write_mu_);
+  absl::MutexLock lock(&ChainLock(request.chain_id()));
   absl::StatusOr<v1::Chain> chain = LoadChain(request.chain_id());
   if (!chain.ok()) return chain.status();
   const std::string& env = request.env_name();
@@ -317,21 +313,21 @@ absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
   if (!unknown.empty()) return UnknownChainlets(unknown, *chain);
   if (!violations.empty()) return ToStatus(violations);
 
-  const int64_t revision = store_->revision() + 1;
   StoreMutation mutation;
-  mutation.change.set_revision(revision);
-  std::vector<v1::ChainletState> states;
   for (const std::string& name : chain->chainlet_names()) {
     auto it = initial.find(name);
-    states.push_back(MakeState(MakeKey(chain->chain_id(), env, name),
-                               it == initial.end() ? DefaultSettings(env) : it->second,
-                               revision));
-    *mutation.change.add_upserts() = states.back();
+    *mutation.change.add_upserts() =
+        MakeState(MakeKey(chain->chain_id(), env, name),
+                  it == initial.end() ? DefaultSettings(env) : it->second, 0);
   }
   chain->add_environments(env);
   SortEnvironments(&*chain);
   mutation.chain_puts.push_back(*chain);
-  if (absl::Status s = Commit(mutation); !s.ok()) return s;
+  if (absl::StatusOr<int64_t> revision = committer_->Commit(&mutation); !revision.ok()) {
+    return revision.status();
+  }
+  const std::vector<v1::ChainletState> states(mutation.change.upserts().begin(),
+                                              mutation.change.upserts().end());
   return BuildEnvironment(*chain, env, states);
 }
 
@@ -341,19 +337,17 @@ absl::StatusOr<int64_t> Registry::DeleteEnvironment(absl::string_view chain_id,
     return absl::FailedPreconditionError(
         "the production environment cannot be deleted; delete the chain instead");
   }
-  absl::MutexLock lock(&write_mu_);
+  absl::MutexLock lock(&ChainLock(chain_id));
   absl::StatusOr<v1::Chain> chain = LoadChainWithEnvironment(chain_id, env_name);
   if (!chain.ok()) return chain.status();
   StoreMutation mutation;
-  mutation.change.set_revision(store_->revision() + 1);
   for (const std::string& name : chain->chainlet_names()) {
     *mutation.change.add_removals() = MakeKey(chain_id, env_name, name);
   }
   auto* envs = chain->mutable_environments();
   envs->erase(std::remove(envs->begin(), envs->end(), env_name), envs->end());
   mutation.chain_puts.push_back(*chain);
-  if (absl::Status s = Commit(mutation); !s.ok()) return s;
-  return mutation.change.revision();
+  return committer_->Commit(&mutation);
 }
 
 absl::StatusOr<v1::ChainEnvironment> Registry::GetChainEnvironment(
@@ -379,27 +373,41 @@ absl::StatusOr<UpdateOutcome> Registry::UpdateSettings(
   CheckSettingsList("updates", request.updates(), &violations);
   if (!violations.empty()) return ToStatus(violations);
 
-  absl::MutexLock lock(&write_mu_);
+  absl::MutexLock lock(&ChainLock(request.chain_id()));
   const std::string& env = request.env_name();
   absl::StatusOr<v1::Chain> chain = LoadChainWithEnvironment(request.chain_id(), env);
   if (!chain.ok()) return chain.status();
-  absl::StatusOr<std::vector<v1::ChainletState>> stored =
-      store_->ListChainlets(request.chain_id(), env);
-  if (!stored.ok()) return stored.status();
-  absl::flat_hash_map<std::string, const v1::ChainletState*> by_name;
-  for (const v1::ChainletState& s : *stored) by_name[s.key().chainlet_name()] = &s;
 
+  // Only the chainlets named are read: an update costs what it touches, not the size of
+  // the environment.
   std::vector<std::string> unknown;
-  std::vector<std::pair<const v1::ChainletState*, AutoscalingSettings>> changed;
-  std::vector<std::string> descriptions;
+  std::vector<std::string> names;
+  std::vector<int> update_index;
   for (int i = 0; i < request.updates_size(); ++i) {
-    const auto& update = request.updates(i);
-    auto it = by_name.find(update.chainlet_name());
-    if (it == by_name.end()) {
-      unknown.push_back(update.chainlet_name());
+    const std::string& name = request.updates(i).chainlet_name();
+    if (!HasChainlet(*chain, name)) {
+      unknown.push_back(name);
       continue;
     }
-    const AutoscalingSettings before = StoredSettings(*it->second);
+    names.push_back(name);
+    update_index.push_back(i);
+  }
+  if (!unknown.empty()) return UnknownChainlets(unknown, *chain);
+  absl::StatusOr<std::vector<std::optional<v1::ChainletState>>> stored =
+      store_->GetChainlets(request.chain_id(), env, names);
+  if (!stored.ok()) return stored.status();
+
+  std::vector<std::pair<const v1::ChainletState*, AutoscalingSettings>> changed;
+  std::vector<std::string> descriptions;
+  for (size_t k = 0; k < names.size(); ++k) {
+    const int i = update_index[k];
+    const auto& update = request.updates(i);
+    if (!(*stored)[k].has_value()) {
+      return absl::InternalError(absl::StrCat("chainlet ", names[k], " of ", request.chain_id(),
+                                              "/", env, " has no stored settings"));
+    }
+    const v1::ChainletState& state = *(*stored)[k];
+    const AutoscalingSettings before = StoredSettings(state);
     absl::StatusOr<AutoscalingSettings> merged = MergeAndValidate(
         before, UpdateFromProto(update.autoscaling_settings()), env, options_.settings_limits,
         absl::StrCat("updates[", i, "].autoscaling_settings."));
@@ -410,10 +418,9 @@ absl::StatusOr<UpdateOutcome> Registry::UpdateSettings(
     if (*merged != before) {
       descriptions.push_back(
           absl::StrCat(update.chainlet_name(), ": ", DescribeChanges(before, *merged)));
-      changed.emplace_back(it->second, *merged);
+      changed.emplace_back(&state, *merged);
     }
   }
-  if (!unknown.empty()) return UnknownChainlets(unknown, *chain);
   if (!violations.empty()) return ToStatus(violations);
 
   UpdateOutcome outcome;
@@ -424,14 +431,13 @@ absl::StatusOr<UpdateOutcome> Registry::UpdateSettings(
     return outcome;
   }
   StoreMutation mutation;
-  mutation.change.set_revision(store_->revision() + 1);
   for (const auto& [state, settings] : changed) {
-    *mutation.change.add_upserts() =
-        MakeState(state->key(), settings, mutation.change.revision());
+    *mutation.change.add_upserts() = MakeState(state->key(), settings, 0);
   }
-  if (absl::Status s = Commit(mutation); !s.ok()) return s;
+  absl::StatusOr<int64_t> revision = committer_->Commit(&mutation);
+  if (!revision.ok()) return revision.status();
   outcome.changed = true;
-  outcome.revision = mutation.change.revision();
+  outcome.revision = *revision;
   outcome.message = absl::StrCat("revision ", outcome.revision, " of ", request.chain_id(), "/",
                                  env, ": ", absl::StrJoin(descriptions, "; "));
   return outcome;

@@ -1,7 +1,9 @@
 // Registry: the management API's core. Creates, reads and deletes chains and
 // environments and applies partial settings updates, each write validated whole and
-// committed to the Store as one revision. It knows nothing of gRPC or HTTP: the gRPC
-// service and the REST gateway both call it.
+// committed as one revision. Writes to one chain run one at a time (validation sees what
+// the commit replaces); writes to different chains run at once and share their fsync in
+// the Committer's group commit. It knows nothing of gRPC or HTTP: the gRPC service and the
+// REST gateway both call it.
 #ifndef CHAINSCALE_CONTROL_PLANE_REGISTRY_H_
 #define CHAINSCALE_CONTROL_PLANE_REGISTRY_H_
 
@@ -16,6 +18,7 @@
 #include "chainscale/v1/control_plane.pb.h"
 #include "common/clock.h"
 #include "common/settings.h"
+#include "control_plane/committer.h"
 #include "control_plane/store.h"
 
 namespace chainscale {
@@ -38,32 +41,26 @@ struct UpdateOutcome {
 
 class Registry {
  public:
-  // `store` and `clock` must outlive the registry. `on_commit`, when given, runs after
-  // every committed revision (the Sync hub uses it to wake the agents' streams).
-  Registry(Store* store, RegistryOptions options, const Clock& clock,
-           std::function<void()> on_commit = nullptr);
+  // `store`, `committer` and `clock` must outlive the registry.
+  Registry(Store* store, Committer* committer, RegistryOptions options, const Clock& clock);
 
-  absl::StatusOr<v1::Chain> CreateChain(const v1::CreateChainRequest& request)
-      ABSL_LOCKS_EXCLUDED(write_mu_);
+  absl::StatusOr<v1::Chain> CreateChain(const v1::CreateChainRequest& request);
   absl::StatusOr<v1::Chain> GetChain(absl::string_view chain_id) const;
   absl::StatusOr<v1::ListChainsResponse> ListChains(const v1::ListChainsRequest& request) const;
   // Returns the revision of the deletion.
-  absl::StatusOr<int64_t> DeleteChain(absl::string_view chain_id)
-      ABSL_LOCKS_EXCLUDED(write_mu_);
+  absl::StatusOr<int64_t> DeleteChain(absl::string_view chain_id);
 
   absl::StatusOr<v1::ChainEnvironment> CreateEnvironment(
-      const v1::CreateEnvironmentRequest& request) ABSL_LOCKS_EXCLUDED(write_mu_);
+      const v1::CreateEnvironmentRequest& request);
   // Returns the revision of the deletion. `production` cannot be deleted.
   absl::StatusOr<int64_t> DeleteEnvironment(absl::string_view chain_id,
-                                            absl::string_view env_name)
-      ABSL_LOCKS_EXCLUDED(write_mu_);
+                                            absl::string_view env_name);
   absl::StatusOr<v1::ChainEnvironment> GetChainEnvironment(absl::string_view chain_id,
                                                            absl::string_view env_name) const;
 
   // Applies a partial update atomically: all of it, or nothing with the reason.
   absl::StatusOr<UpdateOutcome> UpdateSettings(
-      const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest& request)
-      ABSL_LOCKS_EXCLUDED(write_mu_);
+      const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest& request);
 
  private:
   // The chain, INVALID_ARGUMENT for a malformed id, NOT_FOUND for an unknown one.
@@ -71,17 +68,20 @@ class Registry {
   // The chain, and NOT_FOUND unless it has the environment.
   absl::StatusOr<v1::Chain> LoadChainWithEnvironment(absl::string_view chain_id,
                                                      absl::string_view env_name) const;
-  std::string NewChainId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Commits and tells the listener.
-  absl::Status Commit(const StoreMutation& mutation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  std::string NewChainId() ABSL_LOCKS_EXCLUDED(random_mu_);
+  // The lock that serialises writes to `chain_id` (one of a fixed set, by hash).
+  absl::Mutex& ChainLock(absl::string_view chain_id) const;
 
   Store* const store_;
+  Committer* const committer_;
   const RegistryOptions options_;
   const Clock& clock_;
-  const std::function<void()> on_commit_;
-  // One read-validate-commit at a time, so validation sees what the commit replaces.
-  absl::Mutex write_mu_;
-  absl::BitGen random_ ABSL_GUARDED_BY(write_mu_);
+  // One read-validate-commit at a time per chain, so validation sees what the commit
+  // replaces; chains that share a stripe wait for each other, which is harmless.
+  static constexpr int kChainLockStripes = 256;
+  mutable absl::Mutex chain_locks_[kChainLockStripes];
+  absl::Mutex random_mu_;
+  absl::BitGen random_ ABSL_GUARDED_BY(random_mu_);
 };
 
 }  // namespace chainscale

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/keepalive.h"
 #include "common/log.h"
 
 namespace chainscale {
@@ -39,6 +40,7 @@ absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
           {{"grpc", absl::StrCat(server->grpc_port_)},
            {"http", absl::StrCat(server->http_port_)},
            {"data_dir", server->options_.data_dir},
+           {"mode", server->store_->read_only() ? "read-only (disk short of space)" : "read-write"},
            {"revision", absl::StrCat(server->store_->revision())},
            {"cluster_id", server->store_->cluster_id()},
            {"auth", server->options_.api_keys.empty() ? "off (--insecure)" : "api keys"}});
@@ -72,6 +74,24 @@ absl::Status ControlPlaneServer::StartServing() {
       absl::StrAppend(out, "chainscale_sync_buffered_bytes",
                       RenderLabels({{"agent", s.agent_id}}), " ", s.buffered_bytes, "\n");
     }
+    absl::StrAppend(
+        out,
+        "# HELP chainscale_decisions_refused_total Decisions from agents refused (invalid, "
+        "unknown chainlet, or an environment the agent does not serve).\n"
+        "# TYPE chainscale_decisions_refused_total counter\n"
+        "chainscale_decisions_refused_total ",
+        hub_->decisions_refused(),
+        "\n# HELP chainscale_decisions_stored_total Decisions from agents stored.\n"
+        "# TYPE chainscale_decisions_stored_total counter\n"
+        "chainscale_decisions_stored_total ",
+        hub_->decisions_stored(),
+        "\n# HELP chainscale_store_read_only 1 while the store serves reads only (its disk "
+        "is short of space).\n# TYPE chainscale_store_read_only gauge\n"
+        "chainscale_store_read_only ",
+        store_->read_only() ? 1 : 0,
+        "\n# HELP chainscale_commit_groups_total Synced write batches; commits share them.\n"
+        "# TYPE chainscale_commit_groups_total counter\nchainscale_commit_groups_total ",
+        committer_->groups(), "\n");
   });
 
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
@@ -83,6 +103,7 @@ absl::Status ControlPlaneServer::StartServing() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ApplyServerKeepalive(builder);
   builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
@@ -113,23 +134,26 @@ absl::Status ControlPlaneServer::StartServing() {
 }
 
 absl::Status ControlPlaneServer::OpenStore() {
-  std::error_code error;
-  std::filesystem::create_directories(options_.data_dir, error);
-  if (error) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create --data_dir ", options_.data_dir, ": ", error.message()));
-  }
   StoreOptions store_options;
   store_options.path = options_.data_dir;
   store_options.log_retention = options_.log_retention;
+  store_options.min_free_bytes = options_.min_free_disk_bytes;
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(store_options);
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
-  hub_ = std::make_unique<SyncHub>(store_.get(), options_.sync);
-  registry_ = std::make_unique<Registry>(store_.get(), options_.registry, RealClock::Get(),
-                                         [hub = hub_.get()] { hub->Published(); });
+  // Commits reach the hub through the committer's listener; nothing commits before the
+  // registry exists, by which time the hub does.
+  committer_ = std::make_unique<Committer>(
+      store_.get(), [this](const std::vector<std::shared_ptr<const v1::SyncChange>>& changes) {
+        hub_->Published(changes);
+      });
+  SyncHubOptions sync = options_.sync;
+  sync.max_replicas = options_.registry.settings_limits.max_replica_limit;
+  hub_ = std::make_unique<SyncHub>(store_.get(), committer_.get(), sync);
+  registry_ = std::make_unique<Registry>(store_.get(), committer_.get(), options_.registry,
+                                         RealClock::Get());
   management_ = std::make_unique<Management>(registry_.get(), hub_.get(), options_.ack_timeout);
-  service_->SetBackends(management_.get(), hub_.get(), store_.get());
+  service_->SetBackends(management_.get(), hub_.get());
   if (rest_ != nullptr) rest_->SetManagement(management_.get());
   return absl::OkStatus();
 }
@@ -151,9 +175,10 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
   }
   http_.Stop();
   if (rest_ != nullptr) rest_->SetManagement(nullptr);
-  if (service_ != nullptr) service_->SetBackends(nullptr, nullptr, nullptr);
+  if (service_ != nullptr) service_->SetBackends(nullptr, nullptr);
   management_.reset();
   registry_.reset();
+  committer_.reset();  // drains queued writes, whose callbacks reach the hub
   hub_.reset();
   store_.reset();
 }

@@ -15,6 +15,7 @@
 #include "common/http_server.h"
 #include "common/metrics.h"
 #include "common/tls.h"
+#include "control_plane/committer.h"
 #include "control_plane/control_plane_service.h"
 #include "control_plane/management.h"
 #include "control_plane/registry.h"
@@ -34,6 +35,9 @@ struct ControlPlaneOptions {
   TlsFiles tls;
   absl::Duration ack_timeout = absl::Seconds(2);
   int64_t log_retention = 100'000;
+  // Writes are refused while the data disk has less free than this; 0: 10 % of the
+  // filesystem, between 8 and 64 MiB.
+  int64_t min_free_disk_bytes = 0;
   int max_message_bytes = 4 << 20;
   RegistryOptions registry;
   SyncHubOptions sync;
@@ -69,6 +73,7 @@ class ControlPlaneServer {
   HttpServer http_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<Committer> committer_;
   std::unique_ptr<SyncHub> hub_;
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<Management> management_;

@@ -1,18 +1,26 @@
 #include "control_plane/sync_stream.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_auth.h"
 #include "common/grpc_status.h"
-#include "common/log.h"
 
 namespace chainscale {
 
-// Lets the hub wake a stream that may already be gone: OnDone detaches it first.
-class SyncStream::Waker final : public SyncSubscriber {
+// The hub's handle on the stream, which may already be gone: OnDone detaches it first.
+class SyncStream::Sink final : public SyncSink {
  public:
-  explicit Waker(SyncStream* stream) : stream_(stream) {}
-  void Wake() override {
+  explicit Sink(SyncStream* stream) : stream_(stream) {}
+  void Send(v1::SyncResponse message) override {
     absl::MutexLock lock(&mu_);
-    if (stream_ != nullptr) stream_->MaybeWrite();
+    if (stream_ != nullptr) stream_->Write(std::move(message));
+  }
+  void End(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    if (stream_ != nullptr) stream_->End(ToGrpcStatus(status));
+  }
+  void Resume() {
+    absl::MutexLock lock(&mu_);
+    if (stream_ != nullptr) stream_->ReadNext();
   }
   void Detach() {
     absl::MutexLock lock(&mu_);
@@ -24,19 +32,20 @@ class SyncStream::Waker final : public SyncSubscriber {
   SyncStream* stream_ ABSL_GUARDED_BY(mu_);
 };
 
-SyncStream::SyncStream(grpc::CallbackServerContext* context, const ApiKeys& agent_tokens,
-                       bool open_access, SyncBackends backends, StreamSet* streams)
-    : backends_(backends), streams_(streams), waker_(std::make_shared<Waker>(this)) {
+SyncStream::SyncStream(grpc::CallbackServerContext* context, SyncAccess access, SyncHub* hub,
+                       StreamSet* streams)
+    : hub_(hub), streams_(streams), sink_(std::make_shared<Sink>(this)) {
   absl::Status status = absl::OkStatus();
   if (!streams_->Add(this)) {
     status = absl::UnavailableError("control plane shutting down");
-  } else if (agent_tokens.empty() && !open_access) {
-    status = absl::UnauthenticatedError(
-        "no agent tokens are configured on the control plane (--agent_tokens_file)");
-  } else {
-    status = AuthorizeCall(agent_tokens, *context);
+  } else if (!access.open) {
+    status = access.agent_tokens == nullptr || access.agent_tokens->empty()
+                 ? absl::UnauthenticatedError(
+                       "no agent tokens are configured on the control plane "
+                       "(--agent_tokens_file or CHAINSCALE_AGENT_TOKEN)")
+                 : AuthorizeCall(*access.agent_tokens, *context);
   }
-  if (status.ok() && (backends_.hub == nullptr || backends_.store == nullptr)) {
+  if (status.ok() && hub_ == nullptr) {
     status = absl::UnavailableError("the control plane is still opening its store");
   }
   if (!status.ok()) {
@@ -52,89 +61,87 @@ void SyncStream::OnReadDone(bool ok) {
     End(grpc::Status::OK);
     return;
   }
-  Handle(in_);
-  {
-    absl::MutexLock lock(&mu_);
-    if (gate_.ending()) return;
+  if (in_.ByteSizeLong() > kSyncMaxMessageBytes) {
+    End(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("a Sync message of ", in_.ByteSizeLong(),
+                                  " bytes; at most ", kSyncMaxMessageBytes)));
+    return;
   }
-  StartRead(&in_);
+  if (Handle(in_)) ReadNext();
 }
 
-void SyncStream::Handle(const v1::SyncRequest& request) {
+void SyncStream::ReadNext() {
+  absl::MutexLock lock(&mu_);
+  if (!gate_.ending()) StartRead(&in_);
+}
+
+bool SyncStream::Handle(const v1::SyncRequest& request) {
   std::optional<SyncHub::SubscriptionId> subscription;
   {
     absl::MutexLock lock(&mu_);
+    if (!subscription_.has_value()) {
+      if (!request.has_hello()) {
+        EndLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                               "the first message on a Sync stream must be a hello"));
+        return false;
+      }
+      // Under the stream's lock, so the hub's first write cannot complete before the
+      // subscription is known here.
+      absl::StatusOr<SyncHub::SubscriptionId> id = hub_->Subscribe(request.hello(), sink_);
+      if (!id.ok()) {
+        EndLocked(ToGrpcStatus(id.status()));
+        return false;
+      }
+      subscription_ = *id;
+      return true;
+    }
     subscription = subscription_;
-  }
-  if (!subscription.has_value()) {
-    if (!request.has_hello()) {
-      End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                       "the first message on a Sync stream must be a hello"));
-      return;
-    }
-    // Subscribe without the stream's lock: the hub wakes the stream from inside.
-    const SyncHub::SubscriptionId id = backends_.hub->Subscribe(request.hello(), waker_);
-    {
-      absl::MutexLock lock(&mu_);
-      subscription_ = id;
-      agent_id_ = request.hello().agent_id();
-    }
-    MaybeWrite();
-    return;
   }
   switch (request.kind_case()) {
     case v1::SyncRequest::kAck:
-      backends_.hub->Ack(*subscription, request.ack().revision());
-      break;
-    case v1::SyncRequest::kDecisions:
-      for (const v1::ScalingDecision& decision : request.decisions().decisions()) {
-        absl::Status s = backends_.store->PutDecision(decision);
-        // A decision for a chainlet deleted meanwhile has nowhere to go.
-        if (!s.ok() && !absl::IsNotFound(s)) {
-          LogError("cannot store decision", {{"error", std::string(s.message())}});
-        }
+      if (absl::Status s = hub_->Ack(*subscription, request.ack().revision()); !s.ok()) {
+        End(ToGrpcStatus(s));
+        return false;
       }
-      break;
+      return true;
+    case v1::SyncRequest::kDecisions:
+      // The next message is read once these are stored: one batch in flight per stream.
+      hub_->TakeDecisions(*subscription, request.decisions(),
+                          [sink = sink_] { sink->Resume(); });
+      return false;
     case v1::SyncRequest::kHello:
       End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello sent twice on one stream"));
-      break;
+      return false;
     case v1::SyncRequest::KIND_NOT_SET:
       End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty Sync message"));
-      break;
+      return false;
   }
+  return false;
 }
 
-void SyncStream::MaybeWrite() {
+void SyncStream::Write(v1::SyncResponse message) {
   absl::MutexLock lock(&mu_);
-  MaybeWriteLocked();
-}
-
-void SyncStream::MaybeWriteLocked() {
-  if (!gate_.CanWrite() || !subscription_.has_value()) return;
-  absl::StatusOr<std::optional<v1::SyncResponse>> next = backends_.hub->Next(*subscription_);
-  if (!next.ok()) {
-    LogError("sync stream cannot read the store",
-             {{"agent_id", agent_id_}, {"error", std::string(next.status().message())}});
-    EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane cannot read its store"));
-    return;
-  }
-  if (!next->has_value()) return;
-  out_ = **std::move(next);
+  if (!gate_.CanWrite()) return;  // ending: the hub hears of it when the stream is done
+  out_ = std::move(message);
   gate_.Started();
   StartWrite(&out_);
 }
 
 void SyncStream::OnWriteDone(bool ok) {
-  absl::MutexLock lock(&mu_);
-  if (std::optional<grpc::Status> end = gate_.Completed()) {
-    Finish(*end);
-    return;
+  std::optional<SyncHub::SubscriptionId> subscription;
+  {
+    absl::MutexLock lock(&mu_);
+    if (std::optional<grpc::Status> end = gate_.Completed()) {
+      Finish(*end);
+      return;
+    }
+    if (!ok) {
+      EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to agent failed"));
+      return;
+    }
+    subscription = subscription_;
   }
-  if (!ok) {
-    EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to agent failed"));
-    return;
-  }
-  MaybeWriteLocked();
+  if (subscription.has_value()) hub_->WriteDone(*subscription);
 }
 
 void SyncStream::OnCancel() { End(grpc::Status::CANCELLED); }
@@ -154,8 +161,8 @@ void SyncStream::OnDone() {
     absl::MutexLock lock(&mu_);
     subscription = subscription_;
   }
-  if (subscription.has_value()) backends_.hub->Unsubscribe(*subscription);
-  waker_->Detach();
+  if (subscription.has_value()) hub_->Unsubscribe(*subscription);
+  sink_->Detach();
   streams_->Remove(this);
   delete this;
 }

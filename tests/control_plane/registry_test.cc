@@ -29,10 +29,13 @@ class RegistryTest : public ::testing::Test {
     RegistryOptions registry_options;
     registry_options.max_chainlets_per_chain = 5;
     registry_options.max_environments_per_chain = 3;
-    registry_ = std::make_unique<Registry>(store_.get(), registry_options, clock_);
+    committer_ = std::make_unique<Committer>(store_.get(), nullptr);
+    registry_ = std::make_unique<Registry>(store_.get(), committer_.get(), registry_options,
+                                           clock_);
   }
   void TearDown() override {
     registry_.reset();
+    committer_.reset();
     store_.reset();
   }
 
@@ -72,6 +75,7 @@ class RegistryTest : public ::testing::Test {
   testing::FakeClock clock_;
   testing::ScopedTempDir dir_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<Committer> committer_;
   std::unique_ptr<Registry> registry_;
 };
 
@@ -364,7 +368,7 @@ TEST_F(RegistryTest, LatestDecisionShowsInTheEnvironment) {
   decision.set_chainlet_name("HelloWorld");
   decision.set_desired_replicas(3);
   decision.set_status(v1::ScalingDecision::ACCEPTED);
-  ASSERT_TRUE(store_->PutDecision(decision).ok());
+  ASSERT_TRUE(store_->PutDecisions({decision})[0].ok());
   absl::StatusOr<v1::ChainEnvironment> env = registry_->GetChainEnvironment("c", "production");
   ASSERT_TRUE(env.ok());
   ASSERT_TRUE(env->chainlet_settings(0).has_decision());

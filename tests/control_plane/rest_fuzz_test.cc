@@ -75,9 +75,11 @@ TEST(RestFuzzTest, MutatedRequestsGetJsonAnswersAndLeaveValidSettings) {
   store_options.sync_writes = false;
   std::unique_ptr<Store> store = Store::Open(store_options).value();
   testing::FakeClock clock;
-  SyncHub hub(store.get(), SyncHubOptions{});
-  Registry registry(store.get(), RegistryOptions{}, clock, [&hub] { hub.Published(); });
-  Management management(&registry, &hub, absl::Milliseconds(1));
+  std::unique_ptr<SyncHub> hub;
+  Committer committer(store.get(), [&hub](const auto& changes) { hub->Published(changes); });
+  hub = std::make_unique<SyncHub>(store.get(), &committer, SyncHubOptions{});
+  Registry registry(store.get(), &committer, RegistryOptions{}, clock);
+  Management management(&registry, hub.get(), absl::Milliseconds(1));
   v1::CreateChainRequest create;
   create.set_chain_id("demo");
   create.add_chainlet_names("HelloWorld");

@@ -47,14 +47,20 @@ StoreMutation CreateChain(const std::string& chain, int64_t revision) {
 
 class StoreTest : public ::testing::Test {
  protected:
+  absl::Status Commit(const StoreMutation& m) { return store_->CommitBatch({&m}); }
+  absl::Status PutDecision(const v1::ScalingDecision& d) {
+    return store_->PutDecisions({d})[0];
+  }
+
   void SetUp() override { Reopen(); }
   void TearDown() override { store_.reset(); }
 
-  void Reopen(int64_t retention = 100'000) {
+  void Reopen(int64_t retention = 100'000, int64_t min_free_bytes = 0) {
     store_.reset();
     StoreOptions options;
     options.path = dir_.str();
     options.log_retention = retention;
+    options.min_free_bytes = min_free_bytes;
     absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
@@ -74,7 +80,7 @@ TEST_F(StoreTest, NewStoreStartsAtRevisionZeroWithAClusterIdThatPersists) {
 }
 
 TEST_F(StoreTest, CommitStoresDataLogAndRevisionTogether) {
-  ASSERT_TRUE(store_->Commit(CreateChain("chain-a", 1)).ok());
+  ASSERT_TRUE(Commit(CreateChain("chain-a", 1)).ok());
   EXPECT_EQ(store_->revision(), 1);
   absl::StatusOr<v1::Chain> chain = store_->GetChain("chain-a");
   ASSERT_TRUE(chain.ok()) << chain.status();
@@ -93,10 +99,10 @@ TEST_F(StoreTest, CommitStoresDataLogAndRevisionTogether) {
 }
 
 TEST_F(StoreTest, CommitOutOfOrderWritesNothing) {
-  ASSERT_TRUE(store_->Commit(CreateChain("chain-a", 1)).ok());
-  absl::Status s = store_->Commit(CreateChain("chain-b", 3));
+  ASSERT_TRUE(Commit(CreateChain("chain-a", 1)).ok());
+  absl::Status s = Commit(CreateChain("chain-b", 3));
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(s.message(), HasSubstr("expected 2"));
+  EXPECT_THAT(s.message(), HasSubstr("revision 2 was expected"));
   EXPECT_EQ(store_->revision(), 1);
   EXPECT_EQ(store_->GetChain("chain-b").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(store_->ListChainlets("chain-b", "").value().empty());
@@ -104,20 +110,20 @@ TEST_F(StoreTest, CommitOutOfOrderWritesNothing) {
 
 TEST_F(StoreTest, RevisionSurvivesReopenAndNeverGoesBack) {
   for (int64_t r = 1; r <= 5; ++r) {
-    ASSERT_TRUE(store_->Commit(CreateChain("chain-" + std::to_string(r), r)).ok());
+    ASSERT_TRUE(Commit(CreateChain("chain-" + std::to_string(r), r)).ok());
   }
   Reopen();
   EXPECT_EQ(store_->revision(), 5);
-  EXPECT_EQ(store_->Commit(CreateChain("again", 5)).code(),
+  EXPECT_EQ(Commit(CreateChain("again", 5)).code(),
             absl::StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(store_->Commit(CreateChain("chain-6", 6)).ok());
+  ASSERT_TRUE(Commit(CreateChain("chain-6", 6)).ok());
   EXPECT_EQ(store_->ChangesSince(0, 100).value().size(), 6u);
 }
 
 TEST_F(StoreTest, RetentionKeepsTheNewestEntriesAndReportsCompaction) {
   Reopen(/*retention=*/5);
   for (int64_t r = 1; r <= 12; ++r) {
-    ASSERT_TRUE(store_->Commit(CreateChain("chain-" + std::to_string(r), r)).ok());
+    ASSERT_TRUE(Commit(CreateChain("chain-" + std::to_string(r), r)).ok());
   }
   EXPECT_EQ(store_->oldest_logged_revision(), 8);
   EXPECT_EQ(store_->ChangesSince(0, 100).status().code(), absl::StatusCode::kOutOfRange);
@@ -134,7 +140,7 @@ TEST_F(StoreTest, RetentionKeepsTheNewestEntriesAndReportsCompaction) {
 
 TEST_F(StoreTest, ChangesSinceHonoursTheLimit) {
   for (int64_t r = 1; r <= 4; ++r) {
-    ASSERT_TRUE(store_->Commit(CreateChain("chain-" + std::to_string(r), r)).ok());
+    ASSERT_TRUE(Commit(CreateChain("chain-" + std::to_string(r), r)).ok());
   }
   absl::StatusOr<std::vector<v1::SyncChange>> changes = store_->ChangesSince(1, 2);
   ASSERT_TRUE(changes.ok());
@@ -144,15 +150,15 @@ TEST_F(StoreTest, ChangesSinceHonoursTheLimit) {
 }
 
 TEST_F(StoreTest, DecisionsAreKeptPerChainletAndRemovedWithIt) {
-  ASSERT_TRUE(store_->Commit(CreateChain("chain-a", 1)).ok());
+  ASSERT_TRUE(Commit(CreateChain("chain-a", 1)).ok());
   v1::ScalingDecision decision;
   decision.set_chain_id("chain-a");
   decision.set_env_name("production");
   decision.set_chainlet_name("HelloWorld");
   decision.set_desired_replicas(4);
-  ASSERT_TRUE(store_->PutDecision(decision).ok());
+  ASSERT_TRUE(PutDecision(decision).ok());
   decision.set_chainlet_name("Missing");
-  EXPECT_EQ(store_->PutDecision(decision).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(PutDecision(decision).code(), absl::StatusCode::kNotFound);
 
   Reopen();
   absl::StatusOr<StoreSnapshot> snapshot = store_->ReadSnapshot();
@@ -165,7 +171,7 @@ TEST_F(StoreTest, DecisionsAreKeptPerChainletAndRemovedWithIt) {
   remove.change.set_revision(2);
   *remove.change.add_removals() = Key("chain-a", "production", "HelloWorld");
   remove.chain_deletes.push_back("chain-a");
-  ASSERT_TRUE(store_->Commit(remove).ok());
+  ASSERT_TRUE(Commit(remove).ok());
   snapshot = store_->ReadSnapshot();
   ASSERT_TRUE(snapshot.ok());
   EXPECT_EQ(snapshot->revision, 2);
@@ -178,8 +184,8 @@ TEST_F(StoreTest, ListingIsScopedAndOrdered) {
   *m.change.add_upserts() = State(Key("chain-a", "development", "HelloWorld"), 1, 1);
   *m.change.add_upserts() = State(Key("chain-a", "production", "RandInt"), 3, 1);
   *m.change.add_upserts() = State(Key("chain-ab", "production", "Other"), 1, 1);
-  ASSERT_TRUE(store_->Commit(m).ok());
-  ASSERT_TRUE(store_->Commit(CreateChain("chain-b", 2)).ok());
+  ASSERT_TRUE(Commit(m).ok());
+  ASSERT_TRUE(Commit(CreateChain("chain-b", 2)).ok());
 
   // Results are held in locals: a range-for over a temporary's value() would dangle.
   const std::vector<v1::ChainletState> production =
@@ -198,6 +204,102 @@ TEST_F(StoreTest, ListingIsScopedAndOrdered) {
   EXPECT_THAT(ids(""), ElementsAre("chain-a", "chain-b"));
   EXPECT_THAT(ids("chain-a"), ElementsAre("chain-b"));
   EXPECT_EQ(store_->ListChains("", 1).value().size(), 1u);
+}
+
+// Concurrent updates share one synced batch: each keeps its own revision and log entry.
+TEST_F(StoreTest, ABatchCommitsSeveralRevisionsAtOnce) {
+  StoreMutation a = CreateChain("chain-a", 1);
+  StoreMutation b = CreateChain("chain-b", 2);
+  StoreMutation c = CreateChain("chain-c", 3);
+  ASSERT_TRUE(store_->CommitBatch({&a, &b, &c}).ok());
+  EXPECT_EQ(store_->revision(), 3);
+  const std::vector<v1::SyncChange> log = store_->ChangesSince(0, 10).value();
+  std::vector<int64_t> revisions;
+  for (const v1::SyncChange& change : log) revisions.push_back(change.revision());
+  EXPECT_THAT(revisions, ElementsAre(1, 2, 3));
+  EXPECT_EQ(store_->GetChain("chain-b")->revision(), 2);
+  Reopen();
+  EXPECT_EQ(store_->revision(), 3);
+}
+
+TEST_F(StoreTest, StampGivesTheChangeAndNewChainsTheirRevision) {
+  StoreMutation m = CreateChain("chain-a", 0);
+  v1::Chain existing;
+  existing.set_chain_id("old");
+  existing.set_revision(4);
+  m.chain_puts.push_back(existing);
+  m.Stamp(9);
+  EXPECT_EQ(m.change.revision(), 9);
+  EXPECT_EQ(m.change.upserts(0).revision(), 9);
+  EXPECT_EQ(m.chain_puts[0].revision(), 9);
+  EXPECT_EQ(m.chain_puts[1].revision(), 4) << "an existing chain keeps its creation revision";
+}
+
+// A snapshot is read in chunks bounded by bytes, so memory per stream stays bounded
+// however large the store is.
+TEST_F(StoreTest, SnapshotReaderReturnsBoundedChunksAtOneRevision) {
+  StoreMutation m = CreateChain("chain-a", 1);
+  for (int i = 0; i < 100; ++i) {
+    *m.change.add_upserts() =
+        State(Key("chain-a", "production", "C" + std::to_string(100 + i)), 2, 1);
+  }
+  ASSERT_TRUE(Commit(m).ok());
+  std::unique_ptr<StoreSnapshotReader> reader = store_->NewSnapshotReader();
+  ASSERT_TRUE(Commit(CreateChain("chain-b", 2)).ok());  // after the snapshot: not in it
+  EXPECT_EQ(reader->revision(), 1);
+  std::vector<v1::ChainletState> all;
+  int chunks = 0;
+  while (!reader->done()) {
+    std::vector<v1::ChainletState> chunk;
+    ASSERT_TRUE(reader->Next(1000, [](const v1::ChainletKey&) { return true; }, &chunk).ok());
+    size_t bytes = 0;
+    for (const auto& c : chunk) bytes += c.ByteSizeLong();
+    EXPECT_LE(bytes, 1000u);
+    EXPECT_FALSE(chunk.empty());
+    all.insert(all.end(), chunk.begin(), chunk.end());
+    ++chunks;
+  }
+  EXPECT_EQ(all.size(), 101u);
+  EXPECT_GT(chunks, 3);
+}
+
+// The store keeps free space: short of it, an existing store opens read-only, serves
+// reads and refuses writes with RESOURCE_EXHAUSTED naming the disk; a new one is refused.
+TEST_F(StoreTest, ShortOfSpaceTheStoreServesReadsOnly) {
+  ASSERT_TRUE(Commit(CreateChain("chain-a", 1)).ok());
+  Reopen(100'000, /*min_free_bytes=*/int64_t{1} << 60);
+  EXPECT_TRUE(store_->read_only());
+  EXPECT_EQ(store_->revision(), 1);
+  EXPECT_TRUE(store_->GetChain("chain-a").ok());
+  absl::Status s = Commit(CreateChain("chain-b", 2));
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("--data_dir"));
+  EXPECT_EQ(store_->revision(), 1);
+  Reopen();  // room again
+  EXPECT_FALSE(store_->read_only());
+  EXPECT_TRUE(Commit(CreateChain("chain-b", 2)).ok());
+
+  testing::ScopedTempDir empty;
+  StoreOptions options;
+  options.path = empty.str();
+  options.min_free_bytes = int64_t{1} << 60;
+  EXPECT_EQ(Store::Open(options).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// A store that opens older than its commit marker lost committed changes: refused.
+TEST_F(StoreTest, AStoreOlderThanItsMarkerIsRefused) {
+  ASSERT_TRUE(Commit(CreateChain("chain-a", 1)).ok());
+  const std::string cluster = store_->cluster_id();
+  store_.reset();
+  absl::StatusOr<CommitMarker> marker = CommitMarker::Open(dir_.str());
+  ASSERT_TRUE(marker.ok());
+  ASSERT_TRUE(marker->Write({cluster, 7}).ok());
+  StoreOptions options;
+  options.path = dir_.str();
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store.status().message(), HasSubstr("revision 7 was committed"));
+  EXPECT_THAT(store.status().message(), HasSubstr("restore the directory from a backup"));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 updates and restarted on the same data directory, has every acknowledged update and the
 same revision; SIGTERM stops it cleanly."""
 
+import json
 import os
 import re
 import sys
@@ -9,6 +10,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import grpc
 
@@ -22,6 +24,14 @@ API_KEY = "crash-test-key"
 AUTH = (("authorization", "Bearer " + API_KEY),)
 TIMEOUT = 10
 CHAINLETS = ["Alpha", "Beta", "Gamma"]
+
+
+def delay_request(chainlet, delay):
+    return cp.UpdateChainletEnvironmentAutoscalingSettingsRequest(
+        chain_id="crash", env_name="production",
+        updates=[cp.ChainletEnvironmentAutoscalingSettingsUpdate(
+            chainlet_name=chainlet,
+            autoscaling_settings=settings_pb2.AutoscalingSettings(scale_down_delay=delay))])
 
 
 def update_request(chainlet, max_replica):
@@ -49,6 +59,13 @@ class ControlPlaneCrashTest(unittest.TestCase):
             cp.GetChainEnvironmentRequest(chain_id="crash", env_name="production"),
             metadata=AUTH, timeout=TIMEOUT)
         return {c.chainlet_name: c.autoscaling_settings.max_replica for c in env.chainlet_settings}
+
+    def stored_delays(self, stub):
+        env = stub.GetChainEnvironment(
+            cp.GetChainEnvironmentRequest(chain_id="crash", env_name="production"),
+            metadata=AUTH, timeout=TIMEOUT)
+        return {c.chainlet_name: c.autoscaling_settings.scale_down_delay
+                for c in env.chainlet_settings}
 
     def test_acknowledged_updates_survive_sigkill(self):
         first = ControlPlane(self.binary, self.dir.name, API_KEY).start()
@@ -128,6 +145,102 @@ class ControlPlaneCrashTest(unittest.TestCase):
             channel.close()
         finally:
             second.kill()
+
+    def test_twenty_rounds_of_sigkill_under_grpc_and_rest_writers(self):
+        """Each round: a gRPC writer and a REST writer update their own chainlets while
+        the control plane is killed with SIGKILL at a random moment; after the restart
+        every acknowledged update is stored and the revision never went back."""
+        import random
+        rng = random.Random(20261123)
+        rounds, acked_total, checked = 20, 0, 0
+        revision_before = 0
+        latest = {}  # chainlet -> last acknowledged value, across rounds
+        for round_number in range(rounds):
+            process = ControlPlane(self.binary, self.dir.name, API_KEY).start()
+            self.assertGreaterEqual(process.revision(), revision_before,
+                                    "round %d: revision went back" % round_number)
+            channel, stub = self.connect(process)
+            if round_number == 0:
+                stub.CreateChain(cp.CreateChainRequest(chain_id="crash", chainlet_names=CHAINLETS),
+                                 metadata=AUTH, timeout=TIMEOUT)
+            stored = self.stored_delays(stub)
+            for name, value in latest.items():
+                self.assertGreaterEqual(stored[name], value,
+                                        "round %d lost %s=%d" % (round_number, name, value))
+                checked += 1
+            acked = []  # (chainlet, value, revision)
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def grpc_writer(name, start):
+                value = start
+                while not stop.is_set():
+                    try:
+                        response = stub.UpdateChainletEnvironmentAutoscalingSettings(
+                            delay_request(name, value), metadata=AUTH, timeout=TIMEOUT)
+                    except grpc.RpcError:
+                        return
+                    revision = int(re.match(r"revision (\d+) ", response.message).group(1))
+                    with lock:
+                        acked.append((name, value, revision))
+                    value += 1
+
+            def rest_writer(name, start):
+                url = ("http://127.0.0.1:%d/v1/chains/crash/environments/production/"
+                       "chainlet_settings/autoscaling_settings" % process.http_port)
+                value = start
+                while not stop.is_set():
+                    body = json.dumps({"updates": [{"chainlet_name": name,
+                                                    "autoscaling_settings": {
+                                                        "scale_down_delay": value}}]}).encode()
+                    request = urllib.request.Request(url, data=body, method="PATCH", headers={
+                        "Authorization": "Api-Key " + API_KEY,
+                        "Content-Type": "application/json"})
+                    try:
+                        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                            answer = json.loads(response.read())
+                    except Exception:  # the server died under us
+                        return
+                    revision = int(re.match(r"revision (\d+) ", answer["message"]).group(1))
+                    with lock:
+                        acked.append((name, value, revision))
+                    value += 1
+
+            base = 150 * round_number  # values rise across rounds, within 0..3600
+            threads = [threading.Thread(target=grpc_writer, args=("Alpha", base)),
+                       threading.Thread(target=rest_writer, args=("Beta", base))]
+            for t in threads:
+                t.start()
+            target = rng.randint(5, 40)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with lock:
+                    if len(acked) >= target:
+                        break
+                time.sleep(0.005)
+            process.kill()
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+            channel.close()
+            self.assertGreaterEqual(len(acked), target, "round %d wrote too little" % round_number)
+            for name, value, revision in acked:
+                latest[name] = max(latest.get(name, 0), value)
+                revision_before = max(revision_before, revision)
+            acked_total += len(acked)
+        final = ControlPlane(self.binary, self.dir.name, API_KEY).start()
+        try:
+            channel, stub = self.connect(final)
+            self.assertGreaterEqual(final.revision(), revision_before)
+            stored = self.stored_delays(stub)
+            for name, value in latest.items():
+                self.assertGreaterEqual(stored[name], value)
+                checked += 1
+            channel.close()
+        finally:
+            final.kill()
+        print("\ncrash/sigkill: %d rounds, %d acknowledged updates (gRPC and REST), "
+              "%d checks after restarts, held %d" % (rounds, acked_total, checked, checked))
 
     def test_sigterm_exits_cleanly_and_keeps_the_cluster_id(self):
         first = ControlPlane(self.binary, self.dir.name, API_KEY).start()
