@@ -754,7 +754,8 @@ absl::Status StoreSnapshotReader::Next(
       return status_ = s;
     }
     if (!select(state.key())) continue;
-    const size_t size = state.ByteSizeLong();
+    // Its bytes inside a repeated field: the element plus its tag and length.
+    const size_t size = state.ByteSizeLong() + 8;
     if (added && bytes + size > max_bytes) break;  // the next chunk starts here
     bytes += size;
     added = true;

@@ -168,8 +168,9 @@ class StoreSnapshotReader {
   ~StoreSnapshotReader();
   int64_t revision() const { return revision_; }
   bool done() const { return done_; }
-  // Appends the next chainlets for which `select` holds to `out`, stopping before the
-  // appended bytes would exceed `max_bytes` (at least one chainlet, when any is left).
+  // Appends the next chainlets for which `select` holds to `out`, stopping before they
+  // would take more than `max_bytes` in a message (each counted with its field tag and
+  // length; at least one chainlet, when any is left).
   absl::Status Next(size_t max_bytes, const std::function<bool(const v1::ChainletKey&)>& select,
                     std::vector<v1::ChainletState>* out);
 

@@ -58,6 +58,18 @@ std::optional<v1::SyncChange> Filter(const v1::SyncChange& change, const v1::Sel
   return selected;
 }
 
+// Every message fits (DESIGN §5): one that would not is a bug, and ends the stream rather
+// than failing on the agent's side over and over.
+void Send(SyncSink& sink, v1::SyncResponse message) {
+  if (message.ByteSizeLong() > kSyncMaxMessageBytes) {
+    LogError("a Sync message over the limit was not sent",
+             {{"bytes", std::to_string(message.ByteSizeLong())}});
+    sink.End(absl::InternalError("the control plane built a Sync message over 1 MiB"));
+    return;
+  }
+  sink.Send(std::move(message));
+}
+
 }  // namespace
 
 SyncHub::SyncHub(Store* store, Committer* committer, SyncHubOptions options)
@@ -386,7 +398,7 @@ void SyncHub::Serve(SubscriptionId id) {
       }
     }
     if (message.has_value()) {
-      sink->Send(*std::move(message));
+      Send(*sink, *std::move(message));
       return;
     }
 
@@ -395,7 +407,7 @@ void SyncHub::Serve(SubscriptionId id) {
       if (make_reader) reader = store_->NewSnapshotReader();
       std::vector<v1::ChainletState> chainlets;
       absl::Status read = reader->Next(
-          options_.max_message_bytes - kEnvelopeBytes,
+          std::min(options_.snapshot_chunk_bytes, options_.max_message_bytes - kEnvelopeBytes),
           [&selector](const v1::ChainletKey& key) { return SelectorMatches(selector, key); },
           &chainlets);
       std::shared_ptr<SyncSink> target;
@@ -430,7 +442,7 @@ void SyncHub::Serve(SubscriptionId id) {
       }
       // The stream is called outside the hub's lock: it takes its own.
       if (read.ok()) {
-        target->Send(std::move(response));
+        Send(*target, std::move(response));
       } else {
         target->End(absl::UnavailableError("the control plane cannot read its store"));
       }

@@ -56,6 +56,9 @@ class SyncSink {
 
 struct SyncHubOptions {
   size_t max_message_bytes = kSyncMaxMessageBytes;
+  // Snapshot chunks are smaller: a stream holds about three times its chunk in memory
+  // while it is written, and a snapshot is many chunks anyway.
+  size_t snapshot_chunk_bytes = 256 << 10;
   int log_read_batch = 256;                // log entries read per store read...
   size_t log_read_bytes = 1 << 20;         // ...and bytes: bounds what a stream holds
   size_t change_cache_bytes = 64 << 20;    // recent changes kept for every subscription
