@@ -1,6 +1,5 @@
 #include "agent/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 
@@ -8,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/keepalive.h"
 #include "common/log.h"
+#include "common/server_reflection.h"
 
 namespace chainscale {
 namespace {
@@ -84,9 +84,9 @@ absl::Status AgentServer::StartServing() {
   if (!credentials.ok()) return credentials.status();
   service_ = std::make_unique<AgentService>(options_.api_keys, loop_.get(), &metrics_);
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   ApplyServerKeepalive(builder);
+  AddServerReflection(builder);
   builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();

@@ -1,6 +1,5 @@
 #include "control_plane/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 
@@ -11,6 +10,7 @@
 #include "common/clock.h"
 #include "common/keepalive.h"
 #include "common/log.h"
+#include "common/server_reflection.h"
 
 namespace chainscale {
 namespace {
@@ -101,9 +101,9 @@ absl::Status ControlPlaneServer::StartServing() {
       ControlPlaneServiceOptions{options_.api_keys, options_.agent_tokens, options_.insecure},
       &metrics_);
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   ApplyServerKeepalive(builder);
+  AddServerReflection(builder);
   builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
