@@ -56,7 +56,7 @@ absl::StatusOr<ApiKeys> ApiKeys::Load(absl::string_view file_path, absl::string_
 absl::Status ApiKeys::Check(absl::string_view authorization) const {
   if (authorization.empty()) {
     return absl::UnauthenticatedError(
-        "missing authorization: send \"authorization: Api-Key <key>\" or \"Bearer <key>\"");
+        "missing authorization: send \"authorization: Api-Key KEY\" or \"Bearer KEY\"");
   }
   absl::string_view presented = authorization;
   if (!absl::ConsumePrefix(&presented, "Api-Key ") &&
@@ -64,7 +64,7 @@ absl::Status ApiKeys::Check(absl::string_view authorization) const {
       !absl::ConsumePrefix(&presented, "Bearer ") &&
       !absl::ConsumePrefix(&presented, "bearer ")) {
     return absl::UnauthenticatedError(
-        "authorization must be \"Api-Key <key>\" or \"Bearer <key>\"");
+        "authorization must be \"Api-Key KEY\" or \"Bearer KEY\"");
   }
   presented = absl::StripAsciiWhitespace(presented);
   bool match = false;

@@ -1,5 +1,5 @@
 // API keys and tokens: loading them from a file or an environment variable, and checking
-// an `authorization` value ("Api-Key <key>" or "Bearer <key>") in constant time.
+// an `authorization` value ("Api-Key KEY" or "Bearer KEY") in constant time.
 #ifndef CHAINSCALE_COMMON_AUTH_H_
 #define CHAINSCALE_COMMON_AUTH_H_
 

@@ -66,7 +66,7 @@ std::vector<FieldViolation> Violations(const AutoscalingSettings& s, absl::strin
 
 void DescribeField(absl::string_view name, int64_t before, int64_t after,
                    std::vector<std::string>* out) {
-  if (before != after) out->push_back(absl::StrCat(name, " ", before, " -> ", after));
+  if (before != after) out->push_back(absl::StrCat(name, " from ", before, " to ", after));
 }
 
 std::string TokensText(const std::optional<int32_t>& tokens) {
@@ -153,8 +153,8 @@ std::string DescribeChanges(const AutoscalingSettings& before,
   DescribeField("target_utilization_percentage", before.target_utilization_percentage,
                 after.target_utilization_percentage, &parts);
   if (before.target_in_flight_tokens != after.target_in_flight_tokens) {
-    parts.push_back(absl::StrCat("target_in_flight_tokens ",
-                                 TokensText(before.target_in_flight_tokens), " -> ",
+    parts.push_back(absl::StrCat("target_in_flight_tokens from ",
+                                 TokensText(before.target_in_flight_tokens), " to ",
                                  TokensText(after.target_in_flight_tokens)));
   }
   DescribeField("max_scale_down_rate", before.max_scale_down_rate, after.max_scale_down_rate,

@@ -78,7 +78,7 @@ absl::Status Validate(const AutoscalingSettings& settings, absl::string_view env
 int64_t ReplicaCapacityMilli(const AutoscalingSettings& settings);
 
 // One-line human-readable description of what differs between two settings, such as
-// "min_replica 0 -> 2, scale_down_delay 900 -> 63"; empty when equal.
+// "min_replica from 0 to 2, scale_down_delay from 900 to 63"; empty when equal.
 std::string DescribeChanges(const AutoscalingSettings& before,
                             const AutoscalingSettings& after);
 

@@ -39,6 +39,7 @@ RestResponse Json(const google::protobuf::Message& message) {
   if (!google::protobuf::util::MessageToJsonString(message, &response.body, options).ok()) {
     return ErrorResponse(absl::InternalError("cannot print the response as JSON"));
   }
+  response.body += '\n';  // so a shell prompt does not stick to the JSON
   return response;
 }
 
@@ -138,7 +139,7 @@ int HttpStatusFor(absl::StatusCode code) {
   }
 }
 
-RestResponse ErrorResponse(const absl::Status& status) {
+RestResponse ErrorResponse(const absl::Status& status, std::optional<double> retry_after) {
   google::protobuf::Struct root;
   google::protobuf::Struct* error = (*root.mutable_fields())["error"].mutable_struct_value();
   (*error->mutable_fields())["code"].set_string_value(
@@ -153,9 +154,11 @@ RestResponse ErrorResponse(const absl::Status& status) {
       (*fields)["description"].set_string_value(ValidUtf8(v.description));
     }
   }
+  if (retry_after.has_value()) (*root.mutable_fields())["retry_after"].set_number_value(*retry_after);
   RestResponse response;
   response.status = HttpStatusFor(status.code());
   (void)google::protobuf::util::MessageToJsonString(root, &response.body);
+  response.body += '\n';
   return response;
 }
 
@@ -197,12 +200,12 @@ RestResponse RestGateway::Handle(const RestRequest& request) {
   } else {
     if (!options_.api_keys.empty()) key = request.authorization;
     if (std::optional<double> retry_after = Throttle(key)) {
-      response = ErrorResponse(absl::ResourceExhaustedError(absl::StrCat(
-          "more than ", options_.requests_per_second_per_key,
-          " requests per second with this key; retry after ", *retry_after, " s")));
       // The body says when, precisely; the header in whole seconds, as HTTP wants.
-      response.body.insert(response.body.size() - 1,
-                           absl::StrCat(",\"retry_after\":", *retry_after));
+      response = ErrorResponse(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "more than ", options_.requests_per_second_per_key,
+              " requests per second with this key; retry after ", *retry_after, " s")),
+          retry_after);
       response.headers["Retry-After"] = absl::StrCat(std::ceil(*retry_after));
     } else if (Management* management = management_.load(); management == nullptr) {
       response = ErrorResponse(absl::UnavailableError("the control plane is still opening its store"));

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <httplib.h>
@@ -84,8 +85,10 @@ class RestGateway {
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
 };
 
-// The JSON error body: {"error": {"code": "...", "message": "...", "field_violations": [...]}}.
-RestResponse ErrorResponse(const absl::Status& status);
+// The JSON error body: {"error": {"code": "...", "message": "...", "field_violations": [...]}},
+// with "retry_after" (seconds) beside "error" when given.
+RestResponse ErrorResponse(const absl::Status& status,
+                           std::optional<double> retry_after = std::nullopt);
 
 }  // namespace chainscale
 

@@ -54,7 +54,7 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(
             cp.UpdateChainletEnvironmentAutoscalingSettingsResponse.Status.Name(response.status),
             "QUEUED")
-        self.assertIn("HelloWorld: min_replica 0 -> 2, max_replica 1 -> 3", response.message)
+        self.assertIn("HelloWorld: min_replica from 0 to 2, max_replica from 1 to 3", response.message)
         self.assertEqual(
             json_format.MessageToDict(response, preserving_proto_field_name=True)["status"],
             "QUEUED")

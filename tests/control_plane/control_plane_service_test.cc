@@ -84,7 +84,7 @@ TEST_F(ControlPlaneServiceTest, UpdateAnswersQueuedThenUnchanged) {
   Response response;
   ASSERT_TRUE(Update("demo", "production", "HelloWorld", 3, &response).ok());
   EXPECT_EQ(response.status(), Response::QUEUED);
-  EXPECT_THAT(response.message(), HasSubstr("HelloWorld: max_replica 1 -> 3"));
+  EXPECT_THAT(response.message(), HasSubstr("HelloWorld: max_replica from 1 to 3"));
   ASSERT_TRUE(Update("demo", "production", "HelloWorld", 3, &response).ok());
   EXPECT_EQ(response.status(), Response::UNCHANGED);
 
@@ -201,7 +201,7 @@ TEST_F(ControlPlaneServiceTest, ManagementCallsNeedAValidKey) {
   v1::ListChainsResponse response;
   grpc::Status status = stub_->ListChains(Context("").get(), request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_THAT(status.error_message(), HasSubstr("Api-Key <key>"));
+  EXPECT_THAT(status.error_message(), HasSubstr("\"authorization: Api-Key KEY\""));
   EXPECT_EQ(stub_->ListChains(Context("Api-Key wrong").get(), request, &response).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(stub_->ListChains(Context(kKey).get(), request, &response).error_code(),

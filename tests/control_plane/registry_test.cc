@@ -164,9 +164,9 @@ TEST_F(RegistryTest, PartialUpdateChangesOnlyThePassedFields) {
   EXPECT_TRUE(outcome->changed);
   EXPECT_EQ(outcome->revision, 2);
   EXPECT_EQ(outcome->message,
-            "revision 2 of c/production: HelloWorld: min_replica 0 -> 2, max_replica 1 -> 3, "
-            "autoscaling_window 60 -> 800, scale_down_delay 900 -> 63, "
-            "concurrency_target 1 -> 4");
+            "revision 2 of c/production: HelloWorld: min_replica from 0 to 2, max_replica from 1 "
+            "to 3, autoscaling_window from 60 to 800, scale_down_delay from 900 to 63, "
+            "concurrency_target from 1 to 4");
   v1::AutoscalingSettings got = SettingsOf("c", "production", "HelloWorld");
   EXPECT_EQ(got.min_replica(), 2);
   EXPECT_EQ(got.max_replica(), 3);

@@ -18,6 +18,7 @@
 namespace chainscale {
 namespace {
 
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
@@ -78,10 +79,11 @@ TEST_F(RestGatewayTest, TheBasetenSampleAnswersStatusAndMessageOnly) {
   EXPECT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
   google::protobuf::Struct body = ParseJson(r->body);
+  EXPECT_THAT(r->body, EndsWith("}\n")) << "a JSON body ends with a newline";
   EXPECT_THAT(Keys(body), UnorderedElementsAre("status", "message"));
   EXPECT_EQ(body.fields().at("status").string_value(), "QUEUED");
   EXPECT_THAT(body.fields().at("message").string_value(),
-              HasSubstr("HelloWorld: min_replica 0 -> 2, max_replica 1 -> 3"));
+              HasSubstr("HelloWorld: min_replica from 0 to 2, max_replica from 1 to 3"));
 
   r = http_->Patch(kPath, Auth("Bearer rest-key"), kBasetenPatchBody, "application/json");
   ASSERT_TRUE(r);
@@ -120,6 +122,7 @@ TEST_F(RestGatewayTest, PostCreatesAnEnvironment) {
 // Status code and error code of the JSON error body.
 std::pair<int, std::string> ErrorOf(const httplib::Result& r) {
   if (!r) return {0, "no response"};
+  EXPECT_THAT(r->body, EndsWith("}\n"));
   google::protobuf::Struct body = ParseJson(r->body);
   return {r->status, body.fields().at("error").struct_value().fields().at("code").string_value()};
 }
@@ -186,6 +189,8 @@ TEST(RestGatewayLimitTest, EachKeyGetsItsOwnBucketAndARetryAfter) {
   RestResponse throttled = call("a");
   EXPECT_EQ(throttled.status, 429);
   EXPECT_EQ(throttled.headers["Retry-After"], "1");
+  EXPECT_THAT(throttled.body, EndsWith("}\n"));
+  EXPECT_THAT(call("b").body, EndsWith("}\n"));
   google::protobuf::Struct body = ParseJson(throttled.body);
   EXPECT_DOUBLE_EQ(body.fields().at("retry_after").number_value(), 0.5);
   EXPECT_EQ(body.fields().at("error").struct_value().fields().at("code").string_value(),

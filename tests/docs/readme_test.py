@@ -1,137 +1,185 @@
-"""Replays the README's grpcurl session and its REST cURL call against a real control
-plane and checks every printed answer: the services listed, each call's JSON response
-(in grpcurl's JSON form: lowerCamelCase names, int64 as strings), the code and message of
-the error shown, and the REST answer."""
+"""Replays README.md and the examples of docs/ as a user would: every ```sh block that
+runs grpcurl or curl is run by bash, as printed, with the real grpcurl (built from
+../shared/tools/grpcurl by ./dev) against real processes, and what it prints is compared
+with the ```json or ```text block right after it, exactly, except for timestamps.
 
-import json
+Each document is one session against a fresh control plane (started with the README's
+key `demo-key` and agent token `demo-agent-token`); a block that starts
+`chainscale-agent` starts an agent at that point of the session. Addresses are the
+documented defaults (localhost:50051, :8080, :50061), mapped to the test's ports."""
+
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
-import grpc
-from google.protobuf import json_format
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "system"))
-from chainscale_process import ControlPlane  # noqa: E402
-from chainscale.v1 import agent_pb2  # noqa: E402
-from chainscale.v1 import control_plane_pb2 as cp  # noqa: E402
+from chainscale_process import Agent, ControlPlane  # noqa: E402
 
-README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
-GRPC_CODE_NAMES = {"InvalidArgument": grpc.StatusCode.INVALID_ARGUMENT}
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+DOCUMENTS = ["README.md", "docs/api.md"]
+GRPCURL = os.environ.get("CHAINSCALE_GRPCURL", "")
+KEY = "demo-key"
+AGENT_TOKEN = "demo-agent-token"
+TIMESTAMP = re.compile(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"')
+SKIP = 77  # ctest's SKIP_RETURN_CODE for this test
 
 
-def readme_blocks():
-    """(language, text) of every fenced block of the README, in order."""
-    with open(README) as f:
+class Step:
+    """One command of a document and what the document says it prints."""
+
+    def __init__(self, document, line, command, expected):
+        self.document = document
+        self.line = line
+        self.command = command
+        self.expected = expected  # None when the document shows no output
+
+    def __repr__(self):
+        return "%s:%d" % (self.document, self.line)
+
+
+def steps(document):
+    """The grpcurl, curl and agent-starting commands of a document, in order."""
+    with open(os.path.join(ROOT, document)) as f:
         text = f.read()
-    return re.findall(r"```(\w*)\n(.*?)```", text, re.S)
-
-
-def grpcurl_session():
-    """(argv, expected block language, expected text) for each grpcurl command."""
-    blocks = readme_blocks()
-    session = []
-    for i, (lang, text) in enumerate(blocks):
-        if lang == "sh" and text.startswith("curl "):
-            expected = blocks[i + 1] if blocks[i + 1][0] == "json" else (None, None)
-            session.append((["curl", text], expected[0], expected[1]))
+    blocks = [(m.group(1), m.group(2), m.start(), m.end())
+              for m in re.finditer(r"^```(\w*)\n(.*?)^```[ \t]*$", text, re.S | re.M)]
+    out = []
+    for i, (lang, body, start, _) in enumerate(blocks):
+        if lang != "sh":
             continue
-        if lang != "sh" or not text.startswith("grpcurl"):
+        line = text.count("\n", 0, start) + 1
+        first = body.lstrip().split(None, 1)[0] if body.strip() else ""
+        if first not in ("grpcurl", "curl") and "chainscale-agent " not in body:
             continue
-        assert text.count("grpcurl ") == 1, "one grpcurl command per block:\n" + text
-        argv = shlex.split(text.replace("\\\n", " "))
-        expected = blocks[i + 1] if i + 1 < len(blocks) and blocks[i + 1][0] in (
-            "json", "text") else (None, None)
-        session.append((argv, expected[0], expected[1]))
-    return session
+        expected = None
+        if i + 1 < len(blocks):
+            next_lang, next_body, next_start, _ = blocks[i + 1]
+            between = text[blocks[i][3]:next_start]
+            if next_lang in ("json", "text") and not between.strip():
+                expected = next_body
+        out.append(Step(document, line, body, expected))
+    return out
 
 
-def list_services(channel):
-    """Service names from grpc.reflection.v1alpha list_services, decoded by hand."""
-    call = channel.stream_stream(
-        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
-    (response,) = list(call(iter([b"\x3a\x00"]), timeout=10))
-    return sorted(name.decode() for name in re.findall(rb"\x0a.\x0a.([\w.]+)", response))
+def normalize(text):
+    return TIMESTAMP.sub('"<timestamp>"', text)
 
 
-class ReadmeSessionTest(unittest.TestCase):
-    def setUp(self):
+class DocumentSession:
+    """The processes one document's commands run against."""
+
+    def __init__(self, test):
+        self.test = test
         self.dir = tempfile.TemporaryDirectory()
-        self.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], self.dir.name,
-                               "demo-key").start()
-        self.channel = grpc.insecure_channel(self.cp.address)
+        self.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], self.dir.name, KEY,
+                               agent_token=AGENT_TOKEN).start()
+        self.agent = None
 
-    def tearDown(self):
-        self.channel.close()
+    def close(self):
+        if self.agent:
+            self.agent.kill()
         self.cp.kill()
         self.dir.cleanup()
 
-    def test_session_answers_as_printed(self):
-        session = grpcurl_session()
-        self.assertGreaterEqual(len(session), 6)
-        checked = 0
-        for argv, lang, expected in session:
-            if argv[0] == "curl":
-                command = argv[1].strip().replace("localhost:8080",
-                                                  "127.0.0.1:%d" % self.cp.http_port)
-                out = subprocess.run(["bash", "-c", command + " --silent --show-error"],
-                                     capture_output=True, text=True, timeout=60)
-                self.assertEqual(out.returncode, 0, out.stderr)
-                self.assertEqual(json.loads(out.stdout), json.loads(expected))
-                checked += 1
-                continue
-            self.assertEqual(argv[:2], ["grpcurl", "-plaintext"], argv)
-            if argv[-1] == "list":
-                self.assertEqual(list_services(self.channel), expected.split())
-                checked += 1
-                continue
-            if "-d" not in argv:
-                continue  # describe: prints the proto, nothing to compare
-            metadata = tuple(tuple(h.split(": ", 1)) for i, h in enumerate(argv)
-                             if argv[i - 1] == "-H")
-            body = json.loads(argv[argv.index("-d") + 1])
-            if argv[-2] == "localhost:50061":
-                # An agent call: its request must parse as that method's request type.
-                service, method = argv[-1].rsplit("/", 1)
-                self.assertEqual(service, "chainscale.v1.Agent")
-                descriptor = agent_pb2.DESCRIPTOR.services_by_name["Agent"].methods_by_name[
-                    method]
-                json_format.ParseDict(body, getattr(agent_pb2, descriptor.input_type.name)())
-                self.assertIsNone(lang, "agent calls print no expected answer")
-                continue
-            self.assertEqual(argv[-2], "localhost:50051")
-            service, method = argv[-1].rsplit("/", 1)
-            self.assertEqual(service, "chainscale.v1.ControlPlane")
-            descriptor = cp.DESCRIPTOR.services_by_name["ControlPlane"].methods_by_name[method]
-            request_class = getattr(cp, descriptor.input_type.name)
-            response_class = getattr(cp, descriptor.output_type.name)
-            call = self.channel.unary_unary(
-                "/chainscale.v1.ControlPlane/" + method,
-                request_serializer=request_class.SerializeToString,
-                response_deserializer=response_class.FromString)
-            request = json_format.ParseDict(body, request_class())
-            if lang == "json":
-                response = call(request, metadata=metadata, timeout=10)
-                got = json_format.MessageToDict(response)
-                want = json.loads(expected)
-                if "createTime" in want:
-                    self.assertRegex(got.pop("createTime"), r"^\d{4}-\d\d-\d\dT")
-                    want.pop("createTime")
-                self.assertEqual(got, want, method)
-            else:
-                with self.assertRaises(grpc.RpcError) as err:
-                    call(request, metadata=metadata, timeout=10)
-                code = re.search(r"Code: (\w+)", expected).group(1)
-                message = re.search(r"Message: (.*)", expected).group(1)
-                self.assertEqual(err.exception.code(), GRPC_CODE_NAMES[code])
-                self.assertEqual(err.exception.details(), message)
-            checked += 1
-        self.assertEqual(checked, 7)
+    def start_agent(self):
+        # No tick in the session: the answers are what the reports decide, as the
+        # README shows them for an agent that just started.
+        self.agent = Agent(os.environ["CHAINSCALE_AGENT"], self.cp.address, KEY, AGENT_TOKEN,
+                           extra_args=["--agent_id=agent-1", "--decision_interval=1h"]).start()
+        # The agent serves once it applied its first snapshot from the control plane.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out = self.run_shell("grpcurl -plaintext localhost:50061 grpc.health.v1.Health/Check")
+            if '"SERVING"' in out.stdout:
+                return
+            time.sleep(0.1)
+        self.test.fail("the agent did not become SERVING:\n" + "\n".join(self.agent.log))
+
+    def localize(self, command):
+        """The command with the test's grpcurl and ports."""
+        command = command.replace("localhost:50051", self.cp.address)
+        command = command.replace("localhost:8080", "127.0.0.1:%d" % self.cp.http_port)
+        if self.agent:
+            command = command.replace("localhost:50061", self.agent.address)
+        return re.sub(r"^(\s*)grpcurl ", r"\1%s " % GRPCURL, command, flags=re.M)
+
+    def run_shell(self, command, timeout=30):
+        return subprocess.run(["bash", "-c", self.localize(command)], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def run_stream(self, command, timeout=30):
+        """A streaming call runs until stopped: its first message, then Ctrl-C."""
+        lines = []
+        with subprocess.Popen(["bash", "-c", "exec " + self.localize(command).strip()],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True) as proc:
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    line = proc.stdout.readline()
+                    if not line:
+                        break
+                    lines.append(line)
+                    if line == "}\n":  # grpcurl ends each message with a brace alone
+                        break
+            finally:
+                proc.kill()
+        return "".join(lines)
+
+
+@unittest.skipUnless(os.access(GRPCURL, os.X_OK), "no grpcurl")
+class DocumentedSessionsTest(unittest.TestCase):
+    def test_readme_session_has_the_documented_calls(self):
+        readme = steps("README.md")
+        shown = [s for s in readme if s.expected is not None]
+        self.assertGreaterEqual(len(shown), 10, readme)
+        commands = " ".join(s.command for s in readme)
+        for call in ("list", "describe chainscale.v1.ControlPlane", "Health/Check",
+                     "CreateChain", "UpdateChainletEnvironmentAutoscalingSettings",
+                     "GetChainEnvironment", "ReportLoad", "WatchScalingDecisions",
+                     "curl --request PATCH"):
+            self.assertIn(call, commands)
+
+    def test_every_document_prints_what_it_shows(self):
+        for document in DOCUMENTS:
+            with self.subTest(document=document):
+                self.replay(document)
+
+    def replay(self, document):
+        session = DocumentSession(self)
+        try:
+            for step in steps(document):
+                if "chainscale-agent " in step.command:
+                    session.start_agent()
+                    continue
+                if "WatchScalingDecisions" in step.command:
+                    printed = session.run_stream(step.command)
+                    self.assertTrue(printed, "%r printed nothing" % step)
+                    if step.expected is not None:
+                        self.assertEqual(normalize(printed), normalize(step.expected), step)
+                    continue
+                out = session.run_shell(step.command)
+                if step.expected is not None and step.expected.startswith("ERROR:"):
+                    self.assertNotEqual(out.returncode, 0, step)
+                    self.assertEqual(normalize(out.stderr), normalize(step.expected), step)
+                    continue
+                self.assertEqual(out.returncode, 0, "%r: %s" % (step, out.stderr))
+                if step.expected is not None:
+                    self.assertEqual(normalize(out.stdout), normalize(step.expected), step)
+                if "describe chainscale.v1.ControlPlane" in step.command:
+                    # The API reference comes from the server, comments included.
+                    self.assertIn("// Management API and agent synchronisation.", out.stdout)
+        finally:
+            session.close()
 
 
 if __name__ == "__main__":
+    if not os.access(GRPCURL, os.X_OK):
+        print("SKIPPED: grpcurl is not built at %r; ./dev test builds it from "
+              "../shared/tools/grpcurl/build.sh" % GRPCURL)
+        sys.exit(SKIP)
     unittest.main()

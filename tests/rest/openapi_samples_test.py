@@ -87,9 +87,9 @@ class OpenApiSamplesTest(unittest.TestCase):
         answer = json.loads(out.stdout)
         self.assertEqual(sorted(answer), ["message", "status"])
         self.assertEqual(answer["status"], "QUEUED")
-        self.assertIn("HelloWorld: min_replica 0 -> 2, max_replica 1 -> 3, "
-                      "autoscaling_window 60 -> 800, scale_down_delay 900 -> 63, "
-                      "concurrency_target 1 -> 4", answer["message"])
+        self.assertIn("HelloWorld: min_replica from 0 to 2, max_replica from 1 to 3, "
+                      "autoscaling_window from 60 to 800, scale_down_delay from 900 to 63, "
+                      "concurrency_target from 1 to 4", answer["message"])
         # Again: nothing changes.
         out = subprocess.run(["bash", "-c", command + " --silent --show-error"],
                              env=self.env, capture_output=True, text=True, timeout=60)
