@@ -1,7 +1,10 @@
 """A Python user of chainscale: stubs generated from proto/ with Debian's
-grpc_python_plugin, then create -> update -> get exactly as another language would."""
+grpc_python_plugin, then create, update and get exactly as another language would; and
+the field violations of an error decoded with the commands and code docs/clients.md
+prints."""
 
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -10,7 +13,9 @@ import grpc
 from google.protobuf import json_format
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "system"))
+sys.path.insert(0, os.path.dirname(__file__))
 from chainscale_process import ControlPlane  # noqa: E402
+from client_session import ROOT, doc_blocks  # noqa: E402
 from chainscale.v1 import control_plane_pb2 as cp  # noqa: E402
 from chainscale.v1 import control_plane_pb2_grpc as cp_grpc  # noqa: E402
 from chainscale.v1 import settings_pb2  # noqa: E402
@@ -96,6 +101,38 @@ class PythonClientTest(unittest.TestCase):
                 bad, metadata=self.auth, timeout=TIMEOUT)
         self.assertEqual(err.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("updates[0].autoscaling_settings.min_replica", err.exception.details())
+
+    def test_field_violations_decode_as_the_page_shows(self):
+        # The page's generation command, as printed, in a directory of its own.
+        commands = [b for b in doc_blocks("Python", "sh") if not b.startswith("sudo ")]
+        self.assertEqual(len(commands), 1)
+        os.symlink(os.path.join(ROOT, "proto"), os.path.join(self.dir.name, "proto"))
+        out = subprocess.run(["bash", "-c", "set -e\n" + commands[0]], cwd=self.dir.name,
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        sys.path.insert(0, os.path.join(self.dir.name, "gen", "python"))
+        try:
+            (code,) = doc_blocks("Python", "python")
+            namespace = {}
+            exec(code, namespace)  # defines field_violations(error)
+        finally:
+            sys.path.pop(0)
+        self.stub.CreateChain(cp.CreateChainRequest(chain_id="c", chainlet_names=["A", "B"]),
+                              metadata=self.auth, timeout=TIMEOUT)
+        bad = json_format.ParseDict({"chain_id": "c", "env_name": "development", "updates": [
+            {"chainlet_name": "A", "autoscaling_settings": {"max_replica": 2}},
+            {"chainlet_name": "B", "autoscaling_settings": {"autoscaling_window": 5}}]},
+            cp.UpdateChainletEnvironmentAutoscalingSettingsRequest())
+        with self.assertRaises(grpc.RpcError) as err:
+            self.stub.UpdateChainletEnvironmentAutoscalingSettings(
+                bad, metadata=self.auth, timeout=TIMEOUT)
+        self.assertEqual(err.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(
+            [(v.field, v.description) for v in namespace["field_violations"](err.exception)],
+            [("updates[0].autoscaling_settings.max_replica",
+              "is fixed at 1 in development environments, got 2"),
+             ("updates[1].autoscaling_settings.autoscaling_window",
+              "must be between 10 and 3600 seconds, got 5")])
 
 
 if __name__ == "__main__":
