@@ -140,6 +140,51 @@ int64_t ReplicaCapacityMilli(const AutoscalingSettings& settings) {
   return int64_t{settings.concurrency_target} * settings.target_utilization_percentage * 10;
 }
 
+namespace {
+
+// Each setting by name: its field in AutoscalingSettings and in SettingsUpdate.
+template <typename Visit>
+bool VisitField(absl::string_view field, Visit visit) {
+  if (field == "min_replica") return visit(&AutoscalingSettings::min_replica, &SettingsUpdate::min_replica);
+  if (field == "max_replica") return visit(&AutoscalingSettings::max_replica, &SettingsUpdate::max_replica);
+  if (field == "autoscaling_window") {
+    return visit(&AutoscalingSettings::autoscaling_window, &SettingsUpdate::autoscaling_window);
+  }
+  if (field == "scale_down_delay") {
+    return visit(&AutoscalingSettings::scale_down_delay, &SettingsUpdate::scale_down_delay);
+  }
+  if (field == "concurrency_target") {
+    return visit(&AutoscalingSettings::concurrency_target, &SettingsUpdate::concurrency_target);
+  }
+  if (field == "target_utilization_percentage") {
+    return visit(&AutoscalingSettings::target_utilization_percentage,
+                 &SettingsUpdate::target_utilization_percentage);
+  }
+  if (field == "target_in_flight_tokens") {
+    return visit(&AutoscalingSettings::target_in_flight_tokens,
+                 &SettingsUpdate::target_in_flight_tokens);
+  }
+  if (field == "max_scale_down_rate") {
+    return visit(&AutoscalingSettings::max_scale_down_rate, &SettingsUpdate::max_scale_down_rate);
+  }
+  return false;
+}
+
+}  // namespace
+
+bool ResetField(absl::string_view field, absl::string_view env_name,
+                AutoscalingSettings* settings) {
+  const AutoscalingSettings defaults = DefaultSettings(env_name);
+  return VisitField(field, [&](auto setting, auto) {
+    settings->*setting = defaults.*setting;
+    return true;
+  });
+}
+
+bool UpdateSets(const SettingsUpdate& update, absl::string_view field) {
+  return VisitField(field, [&](auto, auto member) { return (update.*member).has_value(); });
+}
+
 std::string DescribeChanges(const AutoscalingSettings& before,
                             const AutoscalingSettings& after) {
   std::vector<std::string> parts;

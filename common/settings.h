@@ -59,6 +59,15 @@ bool HasFixedReplicaBounds(absl::string_view env_name);
 // Returns `stored` with the fields present in `update` replaced. No validation.
 AutoscalingSettings Merge(const AutoscalingSettings& stored, const SettingsUpdate& update);
 
+// Returns `field` of `settings` to its default in `env_name` (target_in_flight_tokens:
+// unset), as an update's reset_fields asks. False, and nothing changed, when `field` names
+// no setting.
+bool ResetField(absl::string_view field, absl::string_view env_name,
+                AutoscalingSettings* settings);
+
+// True when `update` sets the field named `field`.
+bool UpdateSets(const SettingsUpdate& update, absl::string_view field);
+
 // Merges `update` into `stored` and validates the result for `env_name`. On any problem,
 // returns INVALID_ARGUMENT carrying one field violation per problem (see
 // field_violations.h); field names are prefixed with `field_prefix` (for example

@@ -70,12 +70,13 @@ absl::Status UnknownChainlets(const std::vector<std::string>& names, const v1::C
 }
 
 // Checks the shape of a list of per-chainlet settings (an update, or initial settings):
-// names present and unique, settings present. `field` names the list in violations.
+// names present and unique, settings present unless fields are reset (updates only), reset
+// fields known and not also set. `field` names the list in violations.
 void CheckSettingsList(
     absl::string_view field,
     const google::protobuf::RepeatedPtrField<v1::ChainletEnvironmentAutoscalingSettingsUpdate>&
         entries,
-    Violations* out) {
+    bool resets_allowed, Violations* out) {
   absl::flat_hash_map<std::string, int> first_index;
   for (int i = 0; i < entries.size(); ++i) {
     const auto& entry = entries[i];
@@ -88,10 +89,42 @@ void CheckSettingsList(
                       absl::StrCat("\"", entry.chainlet_name(), "\" is already updated by ",
                                    field, "[", it->second, "]; name each chainlet once")});
     }
-    if (!entry.has_autoscaling_settings()) {
-      out->push_back({prefix + "autoscaling_settings", "is required"});
+    if (!entry.has_autoscaling_settings() && entry.reset_fields().empty()) {
+      out->push_back({prefix + "autoscaling_settings",
+                      resets_allowed ? "is required unless reset_fields names a field"
+                                     : "is required"});
+    }
+    const SettingsUpdate update = UpdateFromProto(entry.autoscaling_settings());
+    for (int j = 0; j < entry.reset_fields_size(); ++j) {
+      const std::string& name = entry.reset_fields(j);
+      const std::string reset_field = absl::StrCat(prefix, "reset_fields[", j, "]");
+      AutoscalingSettings probe;
+      if (!resets_allowed) {
+        out->push_back({reset_field, "only updates reset fields"});
+      } else if (!ResetField(name, kProductionEnvironment, &probe)) {
+        out->push_back({reset_field, absl::StrCat("\"", name, "\" is not a setting")});
+      } else if (UpdateSets(update, name)) {
+        out->push_back({reset_field, absl::StrCat("\"", name,
+                                                  "\" is also set by autoscaling_settings; "
+                                                  "set it or reset it, not both")});
+      }
     }
   }
+}
+
+// The latest revision that changed an environment's settings.
+int64_t EnvironmentRevision(const std::vector<v1::ChainletState>& states) {
+  int64_t revision = 0;
+  for (const v1::ChainletState& s : states) revision = std::max(revision, s.revision());
+  return revision;
+}
+
+const v1::EnvironmentAttributes* FindAttributes(const v1::Chain& chain,
+                                                absl::string_view env_name) {
+  for (const v1::EnvironmentAttributes& a : chain.environment_attributes()) {
+    if (a.env_name() == env_name) return &a;
+  }
+  return nullptr;
 }
 
 v1::ChainEnvironment BuildEnvironment(const v1::Chain& chain, absl::string_view env_name,
@@ -101,6 +134,13 @@ v1::ChainEnvironment BuildEnvironment(const v1::Chain& chain, absl::string_view 
   v1::ChainEnvironment env;
   env.set_chain_id(chain.chain_id());
   env.set_env_name(std::string(env_name));
+  env.set_revision(EnvironmentRevision(states));
+  const v1::EnvironmentAttributes* attributes = FindAttributes(chain, env_name);
+  *env.mutable_create_time() =
+      attributes != nullptr ? attributes->create_time() : chain.create_time();
+  if (attributes != nullptr && attributes->has_promotion_settings()) {
+    *env.mutable_promotion_settings() = attributes->promotion_settings();
+  }
   for (const std::string& name : chain.chainlet_names()) {
     auto it = by_name.find(name);
     if (it == by_name.end()) continue;  // cannot happen: every chainlet is in every env
@@ -109,6 +149,10 @@ v1::ChainEnvironment BuildEnvironment(const v1::Chain& chain, absl::string_view 
     *out->mutable_autoscaling_settings() = SettingsToProto(StoredSettings(*it->second));
     out->set_revision(it->second->revision());
     if (it->second->has_decision()) *out->mutable_decision() = it->second->decision();
+    if (attributes != nullptr) {
+      auto type = attributes->instance_type_ids().find(name);
+      if (type != attributes->instance_type_ids().end()) out->set_instance_type_id(type->second);
+    }
   }
   return env;
 }
@@ -276,7 +320,13 @@ absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
     const v1::CreateEnvironmentRequest& request) {
   Violations violations;
   CheckName("env_name", request.env_name(), EnvironmentNameProblem, &violations);
-  CheckSettingsList("initial_settings", request.initial_settings(), &violations);
+  CheckSettingsList("initial_settings", request.initial_settings(), false, &violations);
+  for (const auto& [chainlet, type] : request.instance_type_ids()) {
+    if (type.empty() || type.size() > 256) {
+      violations.push_back({absl::StrCat("instance_type_ids[", chainlet, "]"),
+                            "must be 1-256 characters"});
+    }
+  }
   if (!violations.empty()) return ToStatus(violations);
 
   absl::MutexLock lock(&ChainLock(request.chain_id()));
@@ -310,6 +360,9 @@ absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
     }
     initial[entry.chainlet_name()] = *merged;
   }
+  for (const auto& [chainlet, type] : request.instance_type_ids()) {
+    if (!HasChainlet(*chain, chainlet)) unknown.push_back(chainlet);
+  }
   if (!unknown.empty()) return UnknownChainlets(unknown, *chain);
   if (!violations.empty()) return ToStatus(violations);
 
@@ -322,6 +375,14 @@ absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
   }
   chain->add_environments(env);
   SortEnvironments(&*chain);
+  v1::EnvironmentAttributes* attributes = chain->add_environment_attributes();
+  attributes->set_env_name(env);
+  *attributes->mutable_create_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock_.Now()));
+  if (request.has_promotion_settings()) {
+    *attributes->mutable_promotion_settings() = request.promotion_settings();
+  }
+  *attributes->mutable_instance_type_ids() = request.instance_type_ids();
   mutation.chain_puts.push_back(*chain);
   if (absl::StatusOr<int64_t> revision = committer_->Commit(&mutation); !revision.ok()) {
     return revision.status();
@@ -346,6 +407,12 @@ absl::StatusOr<int64_t> Registry::DeleteEnvironment(absl::string_view chain_id,
   }
   auto* envs = chain->mutable_environments();
   envs->erase(std::remove(envs->begin(), envs->end(), env_name), envs->end());
+  auto* attributes = chain->mutable_environment_attributes();
+  attributes->erase(std::remove_if(attributes->begin(), attributes->end(),
+                                   [&](const v1::EnvironmentAttributes& a) {
+                                     return a.env_name() == env_name;
+                                   }),
+                    attributes->end());
   mutation.chain_puts.push_back(*chain);
   return committer_->Commit(&mutation);
 }
@@ -370,13 +437,26 @@ absl::StatusOr<UpdateOutcome> Registry::UpdateSettings(
                                                   " updates per request, got ",
                                                   request.updates_size())});
   }
-  CheckSettingsList("updates", request.updates(), &violations);
+  CheckSettingsList("updates", request.updates(), true, &violations);
   if (!violations.empty()) return ToStatus(violations);
 
   absl::MutexLock lock(&ChainLock(request.chain_id()));
   const std::string& env = request.env_name();
   absl::StatusOr<v1::Chain> chain = LoadChainWithEnvironment(request.chain_id(), env);
   if (!chain.ok()) return chain.status();
+  if (request.has_expected_revision()) {
+    // A conditional update reads the whole environment for its revision; others read only
+    // the chainlets they name.
+    absl::StatusOr<std::vector<v1::ChainletState>> all =
+        store_->ListChainlets(request.chain_id(), env);
+    if (!all.ok()) return all.status();
+    if (request.expected_revision() != EnvironmentRevision(*all)) {
+      return absl::AbortedError(absl::StrCat(
+          request.chain_id(), "/", env, " changed since: it is at revision ",
+          EnvironmentRevision(*all), ", not ", request.expected_revision(),
+          "; read it again and retry"));
+    }
+  }
 
   // Only the chainlets named are read: an update costs what it touches, not the size of
   // the environment.
@@ -408,8 +488,10 @@ absl::StatusOr<UpdateOutcome> Registry::UpdateSettings(
     }
     const v1::ChainletState& state = *(*stored)[k];
     const AutoscalingSettings before = StoredSettings(state);
+    AutoscalingSettings reset = before;
+    for (const std::string& field : update.reset_fields()) ResetField(field, env, &reset);
     absl::StatusOr<AutoscalingSettings> merged = MergeAndValidate(
-        before, UpdateFromProto(update.autoscaling_settings()), env, options_.settings_limits,
+        reset, UpdateFromProto(update.autoscaling_settings()), env, options_.settings_limits,
         absl::StrCat("updates[", i, "].autoscaling_settings."));
     if (!merged.ok()) {
       for (FieldViolation& v : FieldViolationsOf(merged.status())) violations.push_back(v);

@@ -1,7 +1,11 @@
 #include "control_plane/rest_gateway.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/type_resolver_util.h>
 
 #include <cmath>
 #include <regex>
@@ -11,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/field_violations.h"
+#include "control_plane/baseten_rest.h"
 
 namespace chainscale {
 namespace {
@@ -31,12 +36,42 @@ const std::regex& EnvironmentsPath() {
   static const auto* re = new std::regex("^/v1/chains/([^/]+)/environments/?$");
   return *re;
 }
+const std::regex& ChainPath() {
+  static const auto* re = new std::regex("^/v1/chains/([^/]+)/?$");
+  return *re;
+}
+const std::regex& ChainsPath() {
+  static const auto* re = new std::regex("^/v1/chains/?$");
+  return *re;
+}
+
+// `message` as JSON with map entries (the keys of a Struct too) in key order, so a body
+// reads the same every time: MessageToJsonString prints them in the map's hash order,
+// which changes from run to run.
+absl::Status PrintJson(const google::protobuf::Message& message, const JsonPrintOptions& options,
+                       std::string* out) {
+  static google::protobuf::util::TypeResolver* const resolver =
+      google::protobuf::util::NewTypeResolverForDescriptorPool(
+          "type.googleapis.com", google::protobuf::DescriptorPool::generated_pool());
+  std::string binary;
+  {
+    google::protobuf::io::StringOutputStream stream(&binary);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  const auto status = google::protobuf::util::BinaryToJsonString(
+      resolver, "type.googleapis.com/" + message.GetDescriptor()->full_name(), binary, out,
+      options);
+  return status.ok() ? absl::OkStatus() : absl::InternalError(status.message().as_string());
+}
 
 RestResponse Json(const google::protobuf::Message& message) {
   JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;  // Baseten prints 0 and false too
   RestResponse response;
-  if (!google::protobuf::util::MessageToJsonString(message, &response.body, options).ok()) {
+  if (!PrintJson(message, options, &response.body).ok()) {
     return ErrorResponse(absl::InternalError("cannot print the response as JSON"));
   }
   response.body += '\n';  // so a shell prompt does not stick to the JSON
@@ -157,7 +192,9 @@ RestResponse ErrorResponse(const absl::Status& status, std::optional<double> ret
   if (retry_after.has_value()) (*root.mutable_fields())["retry_after"].set_number_value(*retry_after);
   RestResponse response;
   response.status = HttpStatusFor(status.code());
-  (void)google::protobuf::util::MessageToJsonString(root, &response.body);
+  if (!PrintJson(root, JsonPrintOptions(), &response.body).ok()) {
+    response.body = R"({"error":{"code":"INTERNAL","message":"cannot print the error as JSON"}})";
+  }
   response.body += '\n';
   return response;
 }
@@ -234,20 +271,61 @@ RestResponse RestGateway::Route(const RestRequest& request, Management& manageme
     update.set_env_name(m[2]);
     return JsonOr(management.UpdateSettings(update));
   }
+  Registry& registry = management.registry();
   if (std::regex_match(request.path, m, EnvironmentPath())) {
     if (request.method != "GET") return MethodNotAllowed("GET");
-    return JsonOr(management.registry().GetChainEnvironment(m[1].str(), m[2].str()));
+    absl::StatusOr<v1::ChainEnvironment> env =
+        registry.GetChainEnvironment(m[1].str(), m[2].str());
+    if (!env.ok()) return ErrorResponse(env.status());
+    return Json(ChainEnvironmentToBaseten(*env));
   }
   if (std::regex_match(request.path, m, EnvironmentsPath())) {
-    if (request.method != "POST") return MethodNotAllowed("POST");
-    v1::CreateEnvironmentRequest create;
-    if (absl::Status s = ParseBody(request.body, &create); !s.ok()) return ErrorResponse(s);
-    if (!create.chain_id().empty()) {
-      return ErrorResponse(
-          absl::InvalidArgumentError("chain_id comes from the path, not the body"));
+    if (request.method == "GET") {
+      absl::StatusOr<v1::Chain> chain = registry.GetChain(m[1].str());
+      if (!chain.ok()) return ErrorResponse(chain.status());
+      v1::ChainEnvironmentsV1 list;
+      for (const std::string& name : chain->environments()) {
+        absl::StatusOr<v1::ChainEnvironment> env = registry.GetChainEnvironment(m[1].str(), name);
+        if (absl::IsNotFound(env.status())) continue;  // deleted since the chain was read
+        if (!env.ok()) return ErrorResponse(env.status());
+        *list.add_environments() = ChainEnvironmentToBaseten(*env);
+      }
+      return Json(list);
     }
-    create.set_chain_id(m[1]);
-    return JsonOr(management.registry().CreateEnvironment(create));
+    if (request.method != "POST") return MethodNotAllowed("GET, POST");
+    v1::CreateChainEnvironmentRequestV1 body;
+    if (absl::Status s = ParseBody(request.body, &body); !s.ok()) return ErrorResponse(s);
+    absl::StatusOr<v1::ChainEnvironment> env =
+        registry.CreateEnvironment(CreateEnvironmentFromBaseten(m[1].str(), body));
+    if (!env.ok()) return ErrorResponse(env.status());
+    return Json(ChainEnvironmentToBaseten(*env));
+  }
+  if (std::regex_match(request.path, m, ChainPath())) {
+    if (request.method == "GET") {
+      absl::StatusOr<v1::Chain> chain = registry.GetChain(m[1].str());
+      if (!chain.ok()) return ErrorResponse(chain.status());
+      return Json(ChainToBaseten(*chain));
+    }
+    if (request.method != "DELETE") return MethodNotAllowed("GET, DELETE");
+    absl::StatusOr<int64_t> deleted = registry.DeleteChain(m[1].str());
+    if (!deleted.ok()) return ErrorResponse(deleted.status());
+    v1::ChainTombstoneV1 tombstone;
+    tombstone.set_id(m[1].str());
+    tombstone.set_deleted(true);
+    return Json(tombstone);
+  }
+  if (std::regex_match(request.path, m, ChainsPath())) {
+    if (request.method != "GET") return MethodNotAllowed("GET");
+    // Baseten's list has no paging: every page of the registry's.
+    v1::ChainsV1 list;
+    v1::ListChainsRequest page;
+    do {
+      absl::StatusOr<v1::ListChainsResponse> chains = registry.ListChains(page);
+      if (!chains.ok()) return ErrorResponse(chains.status());
+      for (const v1::Chain& chain : chains->chains()) *list.add_chains() = ChainToBaseten(chain);
+      page.set_page_token(chains->next_page_token());
+    } while (!page.page_token().empty());
+    return Json(list);
   }
   return ErrorResponse(absl::NotFoundError(absl::StrCat("no such path: ", request.path)));
 }

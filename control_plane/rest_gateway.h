@@ -1,10 +1,13 @@
 // RestGateway: Baseten's management REST calls on the control plane's HTTP port, answered
 // by the same Management core as the gRPC service:
-//   PATCH /v1/chains/{chain_id}/environments/{env_name}/chainlet_settings/autoscaling_settings
-//   GET   /v1/chains/{chain_id}/environments/{env_name}
-//   POST  /v1/chains/{chain_id}/environments
-// JSON maps to and from the protos with protobuf's JSON mapping (proto field names; JSON
-// null means "not passed"; unknown fields are rejected). Errors are JSON with an HTTP code
+//   PATCH  /v1/chains/{chain_id}/environments/{env_name}/chainlet_settings/autoscaling_settings
+//   GET    /v1/chains/{chain_id}/environments/{env_name}
+//   GET    /v1/chains/{chain_id}/environments
+//   POST   /v1/chains/{chain_id}/environments
+//   GET    /v1/chains/{chain_id}, DELETE /v1/chains/{chain_id}, GET /v1/chains
+// JSON maps to and from the protos (Baseten's bodies are in baseten_rest.proto) with
+// protobuf's JSON mapping (proto field names; JSON null means "not passed"; unknown fields
+// are rejected). Errors are JSON with an HTTP code
 // that fits the gRPC code. Requests are rate limited per key.
 //
 // Handle() is the whole gateway as a pure function of the request, so it is tested and

@@ -62,7 +62,7 @@ TEST(DescriptorIndexTest, ImportsGoOncePerSentSet) {
               ElementsAre("chainscale/v1/agent.proto", "chainscale/v1/settings.proto",
                           "google/protobuf/timestamp.proto"));
   EXPECT_THAT(Names(index.FileWithImports(*control_plane, &sent)),
-              ElementsAre("chainscale/v1/control_plane.proto"));
+              ElementsAre("chainscale/v1/control_plane.proto", "google/protobuf/struct.proto"));
   EXPECT_THAT(Names(index.FileWithImports(*agent, &sent)),
               ElementsAre("chainscale/v1/agent.proto"));
 }

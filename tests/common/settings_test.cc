@@ -246,6 +246,28 @@ TEST(SettingsTest, DescribeChangesNamesEachChangedField) {
   EXPECT_THAT(DescribeChanges(before, after), Not(AnyOf(HasSubstr(">"), HasSubstr("<"))));
 }
 
+TEST(SettingsTest, ResetFieldReturnsEachFieldToItsDefault) {
+  AutoscalingSettings s;
+  s.min_replica = 2;
+  s.max_replica = 9;
+  s.target_in_flight_tokens = 500;
+  s.max_scale_down_rate = 10;
+  for (const char* field : {"min_replica", "max_replica", "target_in_flight_tokens",
+                            "max_scale_down_rate"}) {
+    EXPECT_TRUE(ResetField(field, "production", &s)) << field;
+  }
+  EXPECT_EQ(s, DefaultSettings("production"));
+  EXPECT_FALSE(s.target_in_flight_tokens.has_value());
+  EXPECT_FALSE(ResetField("nonsense", "production", &s));
+  EXPECT_FALSE(ResetField("", "production", &s));
+
+  SettingsUpdate update;
+  update.scale_down_delay = 5;
+  EXPECT_TRUE(UpdateSets(update, "scale_down_delay"));
+  EXPECT_FALSE(UpdateSets(update, "min_replica"));
+  EXPECT_FALSE(UpdateSets(update, "nonsense"));
+}
+
 // Changing any single field must make settings unequal (or an update would be answered
 // UNCHANGED and dropped) and must be described.
 class SettingsFieldTest : public ::testing::TestWithParam<EdgeCase> {};

@@ -1,5 +1,6 @@
 // The control plane over real gRPC on a loopback port: every update status, every error
 // code with its details, API-key auth, health, reflection and /metrics.
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/error_details.h>
 #include <httplib.h>
@@ -97,6 +98,52 @@ TEST_F(ControlPlaneServiceTest, UpdateAnswersQueuedThenUnchanged) {
   EXPECT_EQ(env.chainlet_settings(0).autoscaling_settings().max_replica(), 3);
   EXPECT_EQ(env.chainlet_settings(0).revision(), 2);
   EXPECT_EQ(env.chainlet_settings(1).autoscaling_settings().max_replica(), 1);
+}
+
+// reset_fields and expected_revision over gRPC, the requests written as a client's JSON.
+TEST_F(ControlPlaneServiceTest, ResetFieldsAndExpectedRevision) {
+  CreateChain("demo");
+  auto request = [](const std::string& json) {
+    v1::UpdateChainletEnvironmentAutoscalingSettingsRequest out;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &out).ok()) << json;
+    return out;
+  };
+  Response response;
+  ASSERT_TRUE(stub_->UpdateChainletEnvironmentAutoscalingSettings(Context().get(), request(R"(
+      {"chain_id": "demo", "env_name": "production", "updates": [{"chainlet_name":
+       "HelloWorld", "autoscaling_settings": {"target_in_flight_tokens": 500}}]})"),
+      &response).ok());  // revision 2
+  grpc::Status stale = stub_->UpdateChainletEnvironmentAutoscalingSettings(
+      Context().get(), request(R"({"chain_id": "demo", "env_name": "production",
+      "expected_revision": "1", "updates": [{"chainlet_name": "HelloWorld",
+      "autoscaling_settings": {}, "reset_fields": ["target_in_flight_tokens"]}]})"),
+      &response);
+  EXPECT_EQ(stale.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(stale.error_message(), HasSubstr("at revision 2, not 1"));
+
+  grpc::Status unknown = stub_->UpdateChainletEnvironmentAutoscalingSettings(
+      Context().get(), request(R"({"chain_id": "demo", "env_name": "production",
+      "updates": [{"chainlet_name": "HelloWorld", "autoscaling_settings": {"min_replica": 1},
+      "reset_fields": ["min_replica", "nonsense"]}]})"), &response);
+  ASSERT_EQ(unknown.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(unknown.error_message(), HasSubstr("updates[0].reset_fields[0]"));
+  EXPECT_THAT(unknown.error_message(), HasSubstr("updates[0].reset_fields[1]"));
+
+  ASSERT_TRUE(stub_->UpdateChainletEnvironmentAutoscalingSettings(Context().get(), request(R"(
+      {"chain_id": "demo", "env_name": "production", "expected_revision": 2, "updates": [
+       {"chainlet_name": "HelloWorld", "reset_fields": ["target_in_flight_tokens"]}]})"),
+      &response).ok());
+  EXPECT_EQ(response.status(), Response::QUEUED);
+  EXPECT_THAT(response.message(), HasSubstr("target_in_flight_tokens from 500 to unset"));
+  v1::GetChainEnvironmentRequest get;
+  get.set_chain_id("demo");
+  get.set_env_name("production");
+  v1::ChainEnvironment env;
+  ASSERT_TRUE(stub_->GetChainEnvironment(Context().get(), get, &env).ok());
+  EXPECT_FALSE(env.chainlet_settings(0).autoscaling_settings().has_target_in_flight_tokens());
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(env, &json).ok());
+  EXPECT_THAT(json, HasSubstr(R"("revision":"3")")) << "the environment's own revision";
 }
 
 TEST_F(ControlPlaneServiceTest, InvalidArgumentCarriesFieldViolations) {

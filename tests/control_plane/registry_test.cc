@@ -242,7 +242,8 @@ TEST_F(RegistryTest, UpdateRequestShapeErrors) {
               ElementsAre(FieldViolation{"updates[1].chainlet_name",
                                          "\"HelloWorld\" is already updated by updates[0]; "
                                          "name each chainlet once"},
-                          FieldViolation{"updates[2].autoscaling_settings", "is required"}));
+                          FieldViolation{"updates[2].autoscaling_settings",
+                                         "is required unless reset_fields names a field"}));
 }
 
 TEST_F(RegistryTest, UnknownChainOrEnvironmentIsNotFoundAndMalformedIsInvalid) {

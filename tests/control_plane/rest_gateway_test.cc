@@ -96,6 +96,11 @@ TEST_F(RestGatewayTest, GetReturnsEveryChainletsSettingsInSnakeCase) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   google::protobuf::Struct body = ParseJson(r->body);
+  // Baseten's ChainEnvironmentV1, with chainscale's revision beside it.
+  EXPECT_EQ(body.fields().at("name").string_value(), "production");
+  EXPECT_EQ(body.fields().at("chain_id").string_value(), "demo");
+  EXPECT_EQ(body.fields().at("revision").string_value(), "2");
+  EXPECT_TRUE(body.fields().at("current_deployment").has_null_value());
   const auto& list = body.fields().at("chainlet_settings").list_value();
   ASSERT_EQ(list.values_size(), 2);
   const auto& hello = list.values(0).struct_value().fields();
@@ -104,19 +109,144 @@ TEST_F(RestGatewayTest, GetReturnsEveryChainletsSettingsInSnakeCase) {
   EXPECT_EQ(settings.at("min_replica").number_value(), 2);
   EXPECT_EQ(settings.at("autoscaling_window").number_value(), 800);
   EXPECT_EQ(settings.at("target_utilization_percentage").number_value(), 70);
-  EXPECT_EQ(settings.count("target_in_flight_tokens"), 0u);
+  EXPECT_TRUE(settings.at("target_in_flight_tokens").has_null_value());
 }
 
-TEST_F(RestGatewayTest, PostCreatesAnEnvironment) {
+// Baseten's create-environment example, as printed: the fields chainscale does not model
+// (instance types, promotion settings) are stored and returned, never dropped.
+TEST_F(RestGatewayTest, PostTakesBasetensCreateEnvironmentBody) {
   httplib::Result r = http_->Post("/v1/chains/demo/environments", Auth(),
-                                  R"({"env_name": "staging"})", "application/json");
+                                  testing::kBasetenCreateEnvironmentBody, "application/json");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 200) << r->body;
-  EXPECT_EQ(ParseJson(r->body).fields().at("env_name").string_value(), "staging");
-  r = http_->Post("/v1/chains/demo/environments", Auth(), R"({"env_name": "staging"})",
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_THAT(r->body, EndsWith("}\n"));
+  google::protobuf::Struct body = ParseJson(r->body);
+  EXPECT_THAT(Keys(body), UnorderedElementsAre("name", "created_at", "chain_id",
+                                               "promotion_settings", "chainlet_settings",
+                                               "current_deployment", "revision"));
+  EXPECT_EQ(body.fields().at("name").string_value(), "staging");
+  EXPECT_THAT(body.fields().at("created_at").string_value(), ::testing::MatchesRegex(
+                                                                 "20[0-9-]+T[0-9:.]+Z"));
+  const auto& promotion = body.fields().at("promotion_settings").struct_value().fields();
+  EXPECT_FALSE(promotion.at("redeploy_on_promotion").bool_value());
+  EXPECT_EQ(promotion.at("ramp_up_duration_seconds").number_value(), 600);
+  const auto& list = body.fields().at("chainlet_settings").list_value();
+  ASSERT_EQ(list.values_size(), 2);
+  const auto& hello = list.values(0).struct_value().fields();
+  EXPECT_EQ(hello.at("instance_type").struct_value().fields().at("id").string_value(), "2x8");
+  const auto& settings = hello.at("autoscaling_settings").struct_value().fields();
+  EXPECT_EQ(settings.at("max_replica").number_value(), 3);
+  EXPECT_EQ(settings.at("autoscaling_window").number_value(), 800);
+  const auto& rand = list.values(1).struct_value().fields();
+  EXPECT_EQ(rand.at("instance_type").struct_value().fields().at("id").string_value(),
+            "A10Gx8x32");
+  EXPECT_EQ(rand.at("autoscaling_settings").struct_value().fields().at("min_replica")
+                .number_value(), 3);
+
+  // Stored: the list and a read of the one environment return the same.
+  r = http_->Get("/v1/chains/demo/environments", Auth());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const google::protobuf::Struct listed = ParseJson(r->body);
+  const auto& environments = listed.fields().at("environments").list_value();
+  std::vector<std::string> names;
+  for (const auto& env : environments.values()) {
+    names.push_back(env.struct_value().fields().at("name").string_value());
+  }
+  EXPECT_THAT(names, ::testing::ElementsAre("development", "production", "staging"));
+  EXPECT_EQ(environments.values(2).struct_value().fields().at("chainlet_settings")
+                .list_value().values(1).struct_value().fields().at("instance_type")
+                .struct_value().fields().at("id").string_value(), "A10Gx8x32");
+
+  // Promotion settings as given, over Baseten's defaults.
+  r = http_->Post("/v1/chains/demo/environments", Auth(),
+                  R"({"name": "canary", "promotion_settings": {"rolling_deploy": true, "ramp_up_duration_seconds": 120}})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  r = http_->Get("/v1/chains/demo/environments/canary", Auth());
+  ASSERT_TRUE(r);
+  const google::protobuf::Struct canary = ParseJson(r->body);
+  const auto& given = canary.fields().at("promotion_settings").struct_value().fields();
+  EXPECT_TRUE(given.at("rolling_deploy").bool_value());
+  EXPECT_EQ(given.at("ramp_up_duration_seconds").number_value(), 120);
+  EXPECT_FALSE(given.at("ramp_up_while_promoting").bool_value());
+
+  r = http_->Post("/v1/chains/demo/environments", Auth(), R"({"name": "staging"})",
                   "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 409);
+  r = http_->Post("/v1/chains/demo/environments", Auth(),
+                  R"({"name": "qa", "chainlet_settings": [{"chainlet_name": "Nope"}]})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404) << r->body;
+}
+
+TEST_F(RestGatewayTest, ChainsAreListedReadAndDeleted) {
+  httplib::Result r = http_->Get("/v1/chains", Auth());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const google::protobuf::Struct listed = ParseJson(r->body);
+  const auto& chains = listed.fields().at("chains").list_value();
+  ASSERT_EQ(chains.values_size(), 1);
+  const auto& chain = chains.values(0).struct_value().fields();
+  EXPECT_THAT(Keys(chains.values(0).struct_value()),
+              UnorderedElementsAre("id", "created_at", "name", "deployments_count"));
+  EXPECT_EQ(chain.at("id").string_value(), "demo");
+  EXPECT_EQ(chain.at("deployments_count").number_value(), 0);
+
+  r = http_->Get("/v1/chains/demo", Auth());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(ParseJson(r->body).fields().at("name").string_value(), "demo");
+
+  r = http_->Delete("/v1/chains/demo", Auth());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  google::protobuf::Struct tombstone = ParseJson(r->body);
+  EXPECT_EQ(tombstone.fields().at("id").string_value(), "demo");
+  EXPECT_TRUE(tombstone.fields().at("deleted").bool_value());
+  r = http_->Get("/v1/chains/demo", Auth());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  r = http_->Delete("/v1/chains/demo", Auth());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  r = http_->Get("/v1/chains", Auth());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(ParseJson(r->body).fields().at("chains").list_value().values_size(), 0);
+}
+
+TEST_F(RestGatewayTest, ResetFieldsAndExpectedRevision) {
+  httplib::Result r = http_->Patch(kPath, Auth(), R"({"updates": [{"chainlet_name": "HelloWorld",
+      "autoscaling_settings": {"target_in_flight_tokens": 500, "max_replica": 4}}]})",
+                                   "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;  // revision 2
+  // Stale: the environment is at revision 2.
+  r = http_->Patch(kPath, Auth(), R"({"expected_revision": "1", "updates": [{"chainlet_name": "HelloWorld",
+      "autoscaling_settings": {}, "reset_fields": ["target_in_flight_tokens"]}]})",
+                   "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 409) << r->body;
+  EXPECT_EQ(ParseJson(r->body).fields().at("error").struct_value().fields().at("code")
+                .string_value(), "ABORTED");
+  r = http_->Patch(kPath, Auth(), R"({"expected_revision": 2, "updates": [{"chainlet_name": "HelloWorld",
+      "autoscaling_settings": {}, "reset_fields": ["target_in_flight_tokens", "max_replica"]}]})",
+                   "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_THAT(ParseJson(r->body).fields().at("message").string_value(),
+              HasSubstr("max_replica from 4 to 1, target_in_flight_tokens from 500 to unset"));
+  r = http_->Get("/v1/chains/demo/environments/production", Auth());
+  ASSERT_TRUE(r);
+  const google::protobuf::Struct env = ParseJson(r->body);
+  const auto& settings = env.fields().at("chainlet_settings").list_value().values(0)
+                             .struct_value().fields().at("autoscaling_settings")
+                             .struct_value().fields();
+  EXPECT_TRUE(settings.at("target_in_flight_tokens").has_null_value());
+  EXPECT_EQ(settings.at("max_replica").number_value(), 1);
 }
 
 // Status code and error code of the JSON error body.

@@ -106,6 +106,7 @@ class ReflectionTest(unittest.TestCase):
         files = {f.name: f for f in files_of(answer)}
         self.assertEqual(sorted(files), ["chainscale/v1/control_plane.proto",
                                          "chainscale/v1/settings.proto",
+                                         "google/protobuf/struct.proto",
                                          "google/protobuf/timestamp.proto"])
         control_plane = files["chainscale/v1/control_plane.proto"]
         self.assertEqual(leading_comment(control_plane, [6, 0]),
