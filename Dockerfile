@@ -6,7 +6,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       cmake ninja-build g++ pkg-config \
       protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev \
-      librocksdb-dev libabsl-dev libcpp-httplib-dev golang-github-gogo-googleapis-dev \
+      librocksdb-dev libabsl-dev libcpp-httplib-dev golang-github-gogo-googleapis-dev grpc-proto \
  && rm -rf /var/lib/apt/lists/*
 # Only what the build reads, so edits to docs or tests reuse the cached build.
 COPY CMakeLists.txt /src/

@@ -144,6 +144,25 @@ class DocumentedSessionsTest(unittest.TestCase):
                      "curl --request PATCH"):
             self.assertIn(call, commands)
 
+    def test_describe_everything_on_both_servers(self):
+        session = DocumentSession(self)
+        try:
+            session.start_agent()
+            for address, api in (("localhost:50051", "chainscale.v1.ControlPlane"),
+                                 ("localhost:50061", "chainscale.v1.Agent")):
+                out = session.run_shell("grpcurl -plaintext %s describe" % address)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                for service in (api, "grpc.health.v1.Health",
+                                "grpc.reflection.v1.ServerReflection",
+                                "grpc.reflection.v1alpha.ServerReflection"):
+                    self.assertIn(service + " is a service:", out.stdout)
+                out = session.run_shell(
+                    "grpcurl -plaintext %s grpc.health.v1.Health/Check" % address)
+                self.assertEqual((out.returncode, out.stdout),
+                                 (0, '{\n  "status": "SERVING"\n}\n'), out.stderr)
+        finally:
+            session.close()
+
     def test_every_document_prints_what_it_shows(self):
         for document in DOCUMENTS:
             with self.subTest(document=document):
