@@ -181,6 +181,10 @@ bool ResetField(absl::string_view field, absl::string_view env_name,
   });
 }
 
+bool IsSettingName(absl::string_view field) {
+  return VisitField(field, [](auto, auto) { return true; });
+}
+
 bool UpdateSets(const SettingsUpdate& update, absl::string_view field) {
   return VisitField(field, [&](auto, auto member) { return (update.*member).has_value(); });
 }

@@ -65,6 +65,9 @@ AutoscalingSettings Merge(const AutoscalingSettings& stored, const SettingsUpdat
 bool ResetField(absl::string_view field, absl::string_view env_name,
                 AutoscalingSettings* settings);
 
+// True when `field` names a setting (min_replica, ..., max_scale_down_rate).
+bool IsSettingName(absl::string_view field);
+
 // True when `update` sets the field named `field`.
 bool UpdateSets(const SettingsUpdate& update, absl::string_view field);
 

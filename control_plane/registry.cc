@@ -20,6 +20,8 @@ namespace {
 
 using Violations = std::vector<FieldViolation>;
 
+constexpr size_t kMaxPromotionSettingsBytes = 4096;
+
 void CheckName(absl::string_view field, absl::string_view name,
                std::optional<std::string> (*problem)(absl::string_view), Violations* out) {
   if (std::optional<std::string> p = problem(name)) out->push_back({std::string(field), *p});
@@ -98,10 +100,9 @@ void CheckSettingsList(
     for (int j = 0; j < entry.reset_fields_size(); ++j) {
       const std::string& name = entry.reset_fields(j);
       const std::string reset_field = absl::StrCat(prefix, "reset_fields[", j, "]");
-      AutoscalingSettings probe;
       if (!resets_allowed) {
         out->push_back({reset_field, "only updates reset fields"});
-      } else if (!ResetField(name, kProductionEnvironment, &probe)) {
+      } else if (!IsSettingName(name)) {
         out->push_back({reset_field, absl::StrCat("\"", name, "\" is not a setting")});
       } else if (UpdateSets(update, name)) {
         out->push_back({reset_field, absl::StrCat("\"", name,
@@ -326,6 +327,13 @@ absl::StatusOr<v1::ChainEnvironment> Registry::CreateEnvironment(
       violations.push_back({absl::StrCat("instance_type_ids[", chainlet, "]"),
                             "must be 1-256 characters"});
     }
+  }
+  // Stored with the chain, which every write reads: keep it small.
+  if (request.promotion_settings().ByteSizeLong() > kMaxPromotionSettingsBytes) {
+    violations.push_back({"promotion_settings",
+                          absl::StrCat("must be at most ", kMaxPromotionSettingsBytes,
+                                       " bytes, got ",
+                                       request.promotion_settings().ByteSizeLong())});
   }
   if (!violations.empty()) return ToStatus(violations);
 

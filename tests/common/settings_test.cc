@@ -266,6 +266,8 @@ TEST(SettingsTest, ResetFieldReturnsEachFieldToItsDefault) {
   EXPECT_TRUE(UpdateSets(update, "scale_down_delay"));
   EXPECT_FALSE(UpdateSets(update, "min_replica"));
   EXPECT_FALSE(UpdateSets(update, "nonsense"));
+  EXPECT_TRUE(IsSettingName("target_in_flight_tokens"));
+  EXPECT_FALSE(IsSettingName("targetInFlightTokens"));
 }
 
 // Changing any single field must make settings unequal (or an update would be answered

@@ -282,6 +282,48 @@ TEST_F(RegistryTest, DevelopmentPinsReplicaBoundsButAllowsTheRest) {
   EXPECT_EQ(SettingsOf("c", "development", "HelloWorld").scale_down_delay(), 30);
 }
 
+// Baseten's fields chainscale does not model: stored as given, returned, gone with the
+// environment.
+TEST_F(RegistryTest, EnvironmentAttributesAreStoredReturnedAndDeleted) {
+  Create("c", {"HelloWorld", "RandInt"});
+  v1::CreateEnvironmentRequest request;
+  request.set_chain_id("c");
+  request.set_env_name("staging");
+  (*request.mutable_instance_type_ids())["RandInt"] = "A10G:2x24x96";
+  (*request.mutable_promotion_settings()->mutable_fields())["rolling_deploy"].set_bool_value(
+      true);
+  ASSERT_TRUE(registry_->CreateEnvironment(request).ok());
+  absl::StatusOr<v1::ChainEnvironment> env = registry_->GetChainEnvironment("c", "staging");
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->chainlet_settings(0).instance_type_id(), "");
+  EXPECT_EQ(env->chainlet_settings(1).instance_type_id(), "A10G:2x24x96");
+  EXPECT_TRUE(env->promotion_settings().fields().at("rolling_deploy").bool_value());
+  EXPECT_EQ(env->revision(), 2);
+  EXPECT_GT(env->create_time().seconds(), 0);
+
+  ASSERT_TRUE(registry_->DeleteEnvironment("c", "staging").ok());
+  request.clear_instance_type_ids();
+  request.clear_promotion_settings();
+  ASSERT_TRUE(registry_->CreateEnvironment(request).ok());
+  env = registry_->GetChainEnvironment("c", "staging");
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(env->chainlet_settings(1).instance_type_id(), "");
+  EXPECT_FALSE(env->has_promotion_settings());
+  EXPECT_EQ(registry_->GetChain("c")->environment_attributes_size(), 1);
+
+  ASSERT_TRUE(registry_->DeleteEnvironment("c", "staging").ok());
+  EXPECT_EQ(registry_->GetChain("c")->environment_attributes_size(), 0);
+  request.set_env_name("qa");
+  (*request.mutable_instance_type_ids())["Nope"] = "1x4";
+  EXPECT_EQ(registry_->CreateEnvironment(request).status().code(),
+            absl::StatusCode::kNotFound);
+  request.clear_instance_type_ids();
+  (*request.mutable_promotion_settings()->mutable_fields())["big"].set_string_value(
+      std::string(5000, 'x'));
+  EXPECT_THAT(FieldViolationsOf(registry_->CreateEnvironment(request).status()),
+              ElementsAre(::testing::Field(&FieldViolation::field, "promotion_settings")));
+}
+
 TEST_F(RegistryTest, EnvironmentsAreCreatedWithInitialSettingsAndDeleted) {
   Create("c", {"HelloWorld", "RandInt"});
   v1::CreateEnvironmentRequest request;
