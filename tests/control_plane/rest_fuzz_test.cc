@@ -24,7 +24,8 @@ const char* const kSeeds[] = {
     testing::kBasetenPatchBody,
     R"({"updates": [{"autoscaling_settings": {"min_replica": 0}, "chainlet_name": "HelloWorld"}, {"autoscaling_settings": {"min_replica": 0}, "chainlet_name": "RandInt"}]})",
     R"({"updates": [{"chainlet_name": "RandInt", "autoscaling_settings": {"max_scale_down_rate": 25, "target_in_flight_tokens": 40000}}]})",
-    R"({"env_name": "staging", "initial_settings": [{"chainlet_name": "HelloWorld", "autoscaling_settings": {"max_replica": 7}}]})",
+    testing::kBasetenCreateEnvironmentBody,
+    R"({"expected_revision": "1", "updates": [{"chainlet_name": "HelloWorld", "reset_fields": ["max_replica"]}]})",
 };
 const char* const kTokens[] = {"{", "}", "[", "]", ",", ":", "\"", "null", "true", "-1",
                                "1e309", "2147483648", "\"x\"", "0", "\\u0000", "NaN",
@@ -36,6 +37,8 @@ const char* const kPaths[] = {
     "/v1/chains/demo/environments/production",
     "/v1/chains/de%00mo/environments/production",
     "/v1/chains//environments/production/chainlet_settings/autoscaling_settings",
+    "/v1/chains/demo",
+    "/v1/chains",
 };
 const char* const kMethods[] = {"PATCH", "POST", "GET"};
 
