@@ -1,0 +1,559 @@
+#!/usr/bin/env python3
+"""What users get: chainscale's real binaries measured beside their references.
+
+Starts the control plane, agents, sync probes, a bare gRPC stream server and etcd as
+processes on loopback (ports picked by the kernel), drives them with
+chainscale-bench-driver and etcd_bench (one connection per client), repeats the whole set
+--runs times and prints, for each measure, the median run: chainscale's number, its
+reference from the same run, and their ratio.
+
+    bench/run.py --build build            # the full set, 3 runs (./dev bench)
+    bench/run.py --build build --quick    # one short run, 10 000 chainlets (./dev bench --quick)
+    bench/run.py --only writes,ingest     # some groups: writes propagation streams scale ingest idle
+
+Numbers from a shared machine are noisy; the ratios, taken within one run, are what to
+compare across versions.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+GROUPS = ["writes", "propagation", "streams", "scale", "ingest", "idle"]
+
+
+def log(message):
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build)
+        self.control_plane_bin = os.path.join(self.build, "control_plane/chainscale-control-plane")
+        self.agent_bin = os.path.join(self.build, "agent/chainscale-agent")
+        self.probe_bin = os.path.join(self.build, "tests/chainscale-sync-probe")
+        self.driver_bin = os.path.join(self.build, "bench/chainscale-bench-driver")
+        self.bare_bin = os.path.join(self.build, "bench/bare-stream-server")
+        self.etcd_bench_bin = os.path.join(self.build, "bench/etcd_bench")
+        self.work = tempfile.mkdtemp(prefix="run-", dir=self._data_root())
+        self.procs = []
+        self.counter = 0
+
+    def _data_root(self):
+        # Under the build directory, on the disk the project lives on: /tmp may be a tmpfs,
+        # where fsync costs nothing.
+        root = os.path.join(self.build, "bench-data")
+        os.makedirs(root, exist_ok=True)
+        return root
+
+    def fresh_dir(self, name):
+        self.counter += 1
+        path = os.path.join(self.work, f"{name}-{self.counter}")
+        os.makedirs(path)
+        return path
+
+    # ---- processes -------------------------------------------------------------------
+
+    def spawn(self, argv, name, stdout=None):
+        logfile = open(os.path.join(self.work, f"{name}-{len(self.procs)}.log"), "w+")
+        proc = subprocess.Popen(argv, stdout=stdout or subprocess.DEVNULL, stderr=logfile,
+                                start_new_session=True)
+        proc.logfile = logfile
+        proc.name = name
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc, timeout=15):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in list(self.procs):
+            self.stop(proc)
+
+    def ports(self, proc, deadline_s=60):
+        """The gRPC and HTTP ports a chainscale process logs when it starts serving."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            proc.logfile.seek(0)
+            match = re.search(r"grpc=(\d+) http=(\d+)", proc.logfile.read())
+            if match:
+                return int(match.group(1)), int(match.group(2))
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        proc.logfile.seek(0)
+        raise RuntimeError(f"{proc.name} did not start:\n{proc.logfile.read()[-3000:]}")
+
+    def driver(self, mode, **flags):
+        argv = [self.driver_bin, f"--mode={mode}"] + [f"--{k}={v}" for k, v in flags.items()]
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=1800)
+        if out.returncode != 0:
+            raise RuntimeError(f"driver {mode} failed: {out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def control_plane(self, ack_timeout="2s"):
+        proc = self.spawn([self.control_plane_bin, "--insecure", "--listen=127.0.0.1:0",
+                           "--http_listen=", f"--data_dir={self.fresh_dir('cp')}",
+                           f"--ack_timeout={ack_timeout}"], "control-plane")
+        grpc_port, _ = self.ports(proc)
+        address = f"127.0.0.1:{grpc_port}"
+        self.driver("wait-serving", target=address)
+        return proc, address
+
+    def agent(self, control_plane, agent_id, wait=True):
+        proc = self.spawn([self.agent_bin, "--insecure", "--listen=127.0.0.1:0",
+                           "--http_listen=127.0.0.1:0", f"--control_plane={control_plane}",
+                           f"--agent_id={agent_id}"], "agent")
+        grpc_port, http_port = self.ports(proc)
+        address = f"127.0.0.1:{grpc_port}"
+        if wait:
+            self.driver("wait-serving", target=address, timeout=300)
+        return proc, address, f"127.0.0.1:{http_port}"
+
+    def probe(self, control_plane, count, prefix, selector=""):
+        """chainscale-sync-probe with `count` agents, each on its own connection; returns the
+        process and the file its applied-update lines go to."""
+        path = os.path.join(self.work, f"probe-{prefix}{self.counter}.jsonl")
+        self.counter += 1
+        out = open(path, "w")
+        proc = self.spawn([self.probe_bin, f"--control_plane={control_plane}",
+                           f"--agent_count={count}", f"--agent_prefix={prefix}",
+                           f"--selector={selector}", "--connection_per_agent", "--timestamps",
+                           "--counts_only"], "probe", stdout=out)
+        proc.outpath = path
+        return proc
+
+    @staticmethod
+    def probe_lines(proc):
+        lines = []
+        with open(proc.outpath) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        lines.append(json.loads(line))
+                    except ValueError:
+                        pass  # a line being written
+        return [l for l in lines if "revision" in l]
+
+    def wait_snapshots(self, proc, count, timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            snaps = [l for l in self.probe_lines(proc) if l["snapshot"]]
+            if len({l["agent"] for l in snaps}) >= count:
+                return snaps
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"probe agents did not all take a snapshot in {timeout} s")
+
+    def etcd(self):
+        client_port, peer_port = free_port(), free_port()
+        data = self.fresh_dir("etcd")
+        proc = self.spawn(["etcd", f"--data-dir={data}", "--name=bench",
+                           f"--listen-client-urls=http://127.0.0.1:{client_port}",
+                           f"--advertise-client-urls=http://127.0.0.1:{client_port}",
+                           f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                           f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                           f"--initial-cluster=bench=http://127.0.0.1:{peer_port}",
+                           "--log-level=error"], "etcd")
+        endpoint = f"127.0.0.1:{client_port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", client_port), timeout=1).close()
+                self.etcd_run(endpoint, mode="put", clients=1, duration="200ms")
+                return proc, endpoint
+            except (OSError, RuntimeError):
+                time.sleep(0.2)
+        raise RuntimeError("etcd did not start")
+
+    def etcd_run(self, endpoint, **flags):
+        argv = [self.etcd_bench_bin, f"-endpoint={endpoint}"] + [f"-{k}={v}" for k, v in flags.items()]
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"etcd_bench failed: {out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # ---- measures --------------------------------------------------------------------
+
+    def writes(self):
+        """Durable writes/s and latency at 1 and 8 clients, beside etcd's put."""
+        seconds = 3 if self.args.quick else 10
+        rows = {}
+        cp, address = self.control_plane()
+        etcd, endpoint = self.etcd()
+        for clients in (1, 8):
+            ours = self.driver("writes", control_plane=address, clients=clients, seconds=seconds)
+            ref = self.etcd_run(endpoint, mode="put", clients=clients, duration=f"{seconds}s")
+            rows[f"writes/s, {clients} client(s), own environments"] = (
+                ours["ops_per_s"], ref["ops_per_s"], "/s", "higher")
+            rows[f"write p50, {clients} client(s)"] = (ours["p50_ms"], ref["p50_ms"], "ms", "lower")
+            rows[f"write p99, {clients} client(s)"] = (ours["p99_ms"], ref["p99_ms"], "ms", "lower")
+        one = self.driver("writes", control_plane=address, clients=8, seconds=seconds,
+                          one_environment="true")
+        ref = self.etcd_run(endpoint, mode="put", clients=8, duration=f"{seconds}s")
+        rows["writes/s, 8 clients, ONE environment"] = (one["ops_per_s"], ref["ops_per_s"], "/s",
+                                                        "higher")
+        rows["write p99, 8 clients, ONE environment"] = (one["p99_ms"], ref["p99_ms"], "ms", "lower")
+        self.stop(etcd)
+        self.stop(cp)
+        return rows
+
+    def propagation(self):
+        """Update -> applied by every agent, beside etcd put -> every watcher has it."""
+        rows = {}
+        cp, address = self.control_plane(ack_timeout="10s")
+        self.driver("fill", control_plane=address, chain_prefix="prop-", chains=1,
+                    chainlets_per_chain=1)
+        etcd, endpoint = self.etcd()
+        for agents in (1, 8, 100):
+            updates = (50 if self.args.quick else 200) if agents == 100 else (
+                100 if self.args.quick else 500)
+            probe = self.probe(address, agents, f"p{agents}-", selector="prop-0/production")
+            snaps = self.wait_snapshots(probe, agents)
+            base = max(s["revision"] for s in snaps)
+            records = os.path.join(self.work, f"prop-{agents}.txt")
+            ours = self.driver("updates", control_plane=address, chain="prop-0", count=updates,
+                               records=records)
+            self.stop(probe)
+            applied = {}
+            for line in self.probe_lines(probe):
+                if line["revision"] > base and not line["snapshot"]:
+                    applied.setdefault(line["revision"], []).append(line["applied_ns"])
+            starts = [int(l.split()[0]) for l in open(records)]
+            latencies = []
+            for i, start in enumerate(starts):
+                times = applied.get(base + 1 + i, [])
+                if len(times) == agents:
+                    latencies.append((max(times) - start) / 1e6)
+            if len(latencies) < len(starts):
+                log(f"propagation: {len(starts) - len(latencies)} of {len(starts)} updates "
+                    f"not applied by all {agents} agents")
+            ref = self.etcd_run(endpoint, mode="watch", watchers=agents, updates=updates)
+            p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+            rows[f"update -> applied p50, {agents} agent(s)"] = (p50, ref["p50_ms"], "ms", "lower")
+            rows[f"update -> applied p99, {agents} agent(s)"] = (p99, ref["p99_ms"], "ms", "lower")
+            accepted = ours.get("status_ACCEPTED", 0)
+            if accepted != updates:
+                log(f"propagation: {accepted} of {updates} updates ACCEPTED at {agents} agents")
+        self.stop(etcd)
+        self.stop(cp)
+        return rows
+
+    def streams(self):
+        """Update latency (answered ACCEPTED by one subscribed agent) against the number of
+        Sync streams connected; the others serve another chain. Reference: 1 stream."""
+        rows = {}
+        updates = 100 if self.args.quick else 300
+        base = None
+        for streams in (1, 10, 100, 1000):
+            cp, address = self.control_plane()
+            self.driver("fill", control_plane=address, chain_prefix="target-", chains=1,
+                        chainlets_per_chain=1)
+            self.driver("fill", control_plane=address, chain_prefix="other-", chains=1,
+                        chainlets_per_chain=1)
+            subscribed = self.probe(address, 1, "subscribed-", selector="target-0/production")
+            others = None
+            if streams > 1:
+                others = self.probe(address, streams - 1, "other-", selector="other-0/production")
+                self.wait_snapshots(others, streams - 1)
+            self.wait_snapshots(subscribed, 1)
+            ours = self.driver("updates", control_plane=address, chain="target-0", count=updates)
+            if ours.get("status_ACCEPTED", 0) != updates:
+                log(f"streams: {ours.get('status_ACCEPTED', 0)} of {updates} ACCEPTED at {streams}")
+            if base is None:
+                base = ours
+            rows[f"update p50, {streams} Sync stream(s)"] = (ours["p50_ms"], base["p50_ms"], "ms",
+                                                             "lower")
+            rows[f"update p99, {streams} Sync stream(s)"] = (ours["p99_ms"], base["p99_ms"], "ms",
+                                                             "lower")
+            for p in (subscribed, others):
+                if p is not None:
+                    self.stop(p)
+            self.stop(cp)
+        return rows
+
+    def scale(self):
+        """100 000 chainlets (10 000 with --quick): agent RSS per chainlet, ReportLoad during
+        ticks and scrapes, agent start -> SERVING, and writes while a new agent takes a
+        snapshot."""
+        rows = {}
+        chains, per_chain = (10, 500) if self.args.quick else (100, 500)
+        total = chains * per_chain * 2
+        label = f"{total // 1000}k chainlets"
+        feed_seconds = 3 if self.args.quick else 5
+        for window in (60, 3600):
+            cp, address = self.control_plane()
+            agent, agent_address, metrics = self.agent(address, f"rss-{window}")
+            time.sleep(1)
+            rss_before = rss_bytes(agent.pid)
+            self.driver("fill", control_plane=address, chain_prefix="s", chains=chains,
+                        chainlets_per_chain=per_chain, clients=4, window=window)
+            self.driver("wait-chainlet", target=agent_address, chain=f"s{chains - 1}",
+                        env="development", chainlet=f"c{per_chain - 1}", timeout=300)
+            # Three sources per chainlet report, each about once a second.
+            self.driver("stream-load", target=agent_address, streams=4, chain_prefix="s",
+                        chains=chains, chainlets_per_chain=per_chain, sources=3, batch=64,
+                        rate=3 * total, seconds=feed_seconds)
+            time.sleep(1)
+            rss_after = rss_bytes(agent.pid)
+            per = (rss_after - rss_before) / total
+            goal = 1536 if window == 60 else 8192
+            rows[f"agent RSS per chainlet, {window} s window, {label} (goal)"] = (
+                per, goal, "B", "lower")
+            if window == 3600:
+                self.stop(agent)
+                self.stop(cp)
+                break
+            # ReportLoad latency between and during ticks, then with /metrics scrapes.
+            self.driver("fill", control_plane=address, chain_prefix="zz-tick-", chains=1,
+                        chainlets_per_chain=1)
+            seconds = 8 if self.args.quick else 20
+            common = dict(target=agent_address, chain_prefix="s", chains=chains,
+                          chainlets_per_chain=per_chain, sources=1, batch=64, rate=total,
+                          tick_chain="zz-tick-0", seconds=seconds)
+            ticks = self.driver("report-latency", **common)
+            rows[f"ReportLoad p50 during tick vs between, {label}"] = (
+                ticks["tick_p50_ms"], ticks["between_p50_ms"], "ms", "lower")
+            rows[f"ReportLoad p99 during tick vs between, {label}"] = (
+                ticks["tick_p99_ms"], ticks["between_p99_ms"], "ms", "lower")
+            rows[f"slowest ReportLoad per second (median), {label}"] = (
+                ticks["slowest_per_second_median_ms"], ticks["between_p50_ms"], "ms", "lower")
+            scrapes = self.driver("report-latency", metrics_address=metrics, scrape_every=2,
+                                  **common)
+            rows[f"ReportLoad max during /metrics scrape vs between p99, {label}"] = (
+                scrapes["scrape_max_ms"], scrapes["between_p99_ms"], "ms", "lower")
+            self.stop(agent)
+
+            # A new agent: start -> SERVING with everything loaded.
+            started = time.monotonic_ns()
+            fresh, fresh_address, _ = self.agent(address, "fresh", wait=False)
+            serving = self.driver("wait-serving", target=fresh_address, timeout=300)
+            rows[f"agent start -> SERVING, {label} (goal)"] = (
+                (serving["serving_ns"] - started) / 1e6, 1000.0, "ms", "lower")
+            self.stop(fresh)
+
+            # Writes while new agents take a snapshot of everything but the written chain.
+            self.driver("fill", control_plane=address, chain_prefix="w-", chains=1,
+                        chainlets_per_chain=1)
+            selector = ",".join(f"s{i}" for i in range(chains))
+            records = os.path.join(self.work, "snapshot-writes.txt")
+            snapshots = 3
+            writer = subprocess.Popen(
+                [self.driver_bin, "--mode=updates", f"--control_plane={address}",
+                 "--chain=w-0", f"--seconds={4 + snapshots * 8}", f"--records={records}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(3)
+            windows = []
+            for n in range(snapshots):
+                begin = time.monotonic_ns()
+                probe = self.probe(address, 1, f"snap{n}-", selector=selector)
+                snap = self.wait_snapshots(probe, 1)[0]
+                windows.append((begin, snap["applied_ns"]))
+                self.stop(probe)
+                time.sleep(2)
+            writer.wait()
+            during, without = [], []
+            for line in open(records):
+                start, end, _ = line.split()
+                start, end = int(start), int(end)
+                ms = (end - start) / 1e6
+                if any(start <= e and end >= b for b, e in windows):
+                    during.append(ms)
+                else:
+                    without.append(ms)
+            snapshot_ms = statistics.median((e - b) / 1e6 for b, e in windows)
+            rows[f"slowest write during a new agent's snapshot vs p99 without, {label}"] = (
+                max(during) if during else 0.0, percentile(without, 0.99), "ms", "lower")
+            rows[f"new agent's snapshot, {label} (no reference)"] = (snapshot_ms, None, "ms", "lower")
+            self.stop(cp)
+        return rows
+
+    def ingest(self):
+        """StreamLoad reports/s through one agent, beside a bare callback stream server."""
+        rows = {}
+        seconds = 3 if self.args.quick else 10
+        cp, address = self.control_plane()
+        self.driver("fill", control_plane=address, chain_prefix="i", chains=100,
+                    chainlets_per_chain=50, clients=4)
+        agent, agent_address, _ = self.agent(address, "ingest")
+        self.driver("wait-chainlet", target=agent_address, chain="i99", env="development",
+                    chainlet="c49")
+        bare = self.spawn([self.bare_bin, "--listen=127.0.0.1:0"], "bare",
+                          stdout=subprocess.PIPE)
+        bare_address = f"127.0.0.1:{int(bare.stdout.readline())}"
+        load = dict(chain_prefix="i", chains=100, chainlets_per_chain=50, sources=4, batch=32,
+                    seconds=seconds)
+        for streams in (1, 16, 256):
+            ours = self.driver("stream-load", target=agent_address, streams=streams,
+                               server_pid=agent.pid, **load)
+            ref = self.driver("stream-load", target=bare_address, streams=streams,
+                              server_pid=bare.pid, **load)
+            if ours["rejected"]:
+                log(f"ingest: the agent rejected {ours['rejected']} reports")
+            rows[f"StreamLoad reports/s, {streams} stream(s), 10k chainlets"] = (
+                ours["reports_per_s"], ref["reports_per_s"], "/s", "higher")
+            rows[f"server CPU s per million reports, {streams} stream(s)"] = (
+                ours["server_cpu_s_per_million"], ref["server_cpu_s_per_million"], "s", "lower")
+        self.stop(bare)
+        self.stop(agent)
+        self.stop(cp)
+        return rows
+
+    def idle(self):
+        """Back-to-back GetChain with no agent connected, beside the same with one agent."""
+        rows = {}
+        seconds = 5 if self.args.quick else 10
+        cp, address = self.control_plane()
+        self.driver("fill", control_plane=address, chain_prefix="idle-", chains=1,
+                    chainlets_per_chain=3)
+        alone = self.driver("get-chain", control_plane=address, chain="idle-0", seconds=seconds)
+        probe = self.probe(address, 1, "idle-")
+        self.wait_snapshots(probe, 1)
+        with_agent = self.driver("get-chain", control_plane=address, chain="idle-0",
+                                 seconds=seconds)
+        self.stop(probe)
+        self.stop(cp)
+        rows["GetChain p99, no agent vs one agent connected"] = (
+            alone["p99_ms"], with_agent["p99_ms"], "ms", "lower")
+        rows["GetChain max, no agent vs one agent connected"] = (
+            alone["max_ms"], with_agent["max_ms"], "ms", "lower")
+        rows["GetChain calls > 20 ms per 10 s, no agent vs one agent"] = (
+            alone["stalls_over_20ms"] * 10 / seconds,
+            with_agent["stalls_over_20ms"] * 10 / seconds, "", "lower")
+        return rows
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(values, p):
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+
+def ratio(ours, ref):
+    if ref is None or ours is None or ref == 0:
+        return None
+    return ours / ref
+
+
+def fmt(value, unit):
+    if value is None:
+        return "—"
+    if unit == "/s":
+        return f"{value:,.0f}/s".replace(",", " ")
+    if unit == "B":
+        return f"{value / 1024:.2f} KB"
+    if unit == "ms":
+        return f"{value:.1f} s" if value >= 10000 else (f"{value:.2f} ms" if value < 10 else
+                                                        f"{value:.0f} ms")
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value:.1f}"
+
+
+def median_rows(runs):
+    """For each measure, the run whose ratio (or value) is the median of the runs."""
+    names = []
+    for run in runs:
+        for name in run:
+            if name not in names:
+                names.append(name)
+    table = []
+    for name in names:
+        results = [run[name] for run in runs if name in run]
+        key = lambda r: (ratio(r[0], r[1]) if ratio(r[0], r[1]) is not None else r[0])
+        results.sort(key=key)
+        table.append((name, results[len(results) // 2], len(results)))
+    return table
+
+
+def print_table(table, out, markdown):
+    if markdown:
+        out.write("| measure | chainscale | reference, same run | ratio |\n|---|---|---|---|\n")
+    for name, (ours, ref, unit, better), n in table:
+        r = ratio(ours, ref)
+        r_text = "—" if r is None else f"{r:.2f}"
+        if r is not None:
+            r_text += " (higher is better)" if better == "higher" else ""
+        if markdown:
+            out.write(f"| {name} | {fmt(ours, unit)} | {fmt(ref, unit)} | {r_text} |\n")
+        else:
+            out.write(f"{name:<70} {fmt(ours, unit):>14} {fmt(ref, unit):>14} {r_text:>8}\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default="build", help="build directory")
+    parser.add_argument("--quick", action="store_true", help="one short run, 10k chainlets")
+    parser.add_argument("--runs", type=int, default=None, help="repetitions (default 3, quick 1)")
+    parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups")
+    parser.add_argument("--json", help="also write every run's numbers to this file")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    groups = [g for g in args.only.split(",") if g]
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown groups {sorted(unknown)}; known: {GROUPS}")
+
+    results = []
+    bench = Bench(args)
+    try:
+        for run in range(runs):
+            rows = {}
+            for group in groups:
+                log(f"run {run + 1}/{runs}: {group}")
+                started = time.monotonic()
+                rows.update(getattr(bench, group)())
+                log(f"{group} took {time.monotonic() - started:.0f} s")
+            results.append(rows)
+    finally:
+        bench.stop_all()
+        shutil.rmtree(bench.work, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    print(f"\nchainscale beside its references, median of {runs} run(s); "
+          "ratio = chainscale / reference")
+    print_table(median_rows(results), sys.stdout, args.markdown)
+
+
+if __name__ == "__main__":
+    main()
