@@ -485,26 +485,35 @@ int ReportLatency() {
   LoadStream feeder(OwnChannel(target, 1000), &messages[0], &stop, &pacer);
   feeder.Start();
 
-  // Ticks: decided_at is wall-clock time; converted to CLOCK_MONOTONIC through the offset
-  // between the two clocks read together.
+  // Ticks, seen without asking the agent for extra work (a watch with include_unchanged
+  // would make every tick copy every decision): a poller asks every 5 ms for the decision
+  // of --tick_chain's one chainlet, whose decided_at is the start of the last tick. A tick
+  // spans from that decided_at (wall clock, converted to CLOCK_MONOTONIC) until the poll
+  // that first saw it returned: the tick ends no later than that, within 5 ms.
   const int64_t wall_minus_mono = absl::ToUnixNanos(absl::Now()) - MonotonicNanos();
   std::mutex spans_mu;
   std::vector<Span> ticks, scrapes;
-  auto agent = v1::Agent::NewStub(OwnChannel(target, 1001));
-  grpc::ClientContext watch_context;
-  v1::WatchScalingDecisionsRequest watch_request;
-  watch_request.set_chain_id(absl::GetFlag(FLAGS_tick_chain));
-  watch_request.set_env_name("production");
-  watch_request.set_include_unchanged(true);
-  auto watch = agent->WatchScalingDecisions(&watch_context, watch_request);
-  std::thread watcher([&] {
-    v1::ScalingDecision decision;
-    while (watch->Read(&decision)) {
-      const int64_t arrived = MonotonicNanos();
-      const int64_t decided = decision.decided_at().seconds() * 1'000'000'000 +
-                              decision.decided_at().nanos() - wall_minus_mono;
-      std::lock_guard<std::mutex> lock(spans_mu);
-      ticks.push_back({std::min(decided, arrived), arrived});
+  std::thread poller([&] {
+    auto agent = v1::Agent::NewStub(OwnChannel(target, 1001));
+    v1::GetScalingDecisionRequest request;
+    request.set_chain_id(absl::GetFlag(FLAGS_tick_chain));
+    request.set_env_name("production");
+    request.set_chainlet_name("c0");
+    int64_t last_decided = 0;
+    while (!stop.load()) {
+      grpc::ClientContext context;
+      v1::ScalingDecision decision;
+      if (agent->GetScalingDecision(&context, request, &decision).ok()) {
+        const int64_t seen = MonotonicNanos();
+        const int64_t decided = decision.decided_at().seconds() * 1'000'000'000 +
+                                decision.decided_at().nanos() - wall_minus_mono;
+        if (decided != last_decided && last_decided != 0) {
+          std::lock_guard<std::mutex> lock(spans_mu);
+          ticks.push_back({std::min(decided, seen), seen});
+        }
+        last_decided = decided;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
   std::thread scraper;
@@ -555,8 +564,7 @@ int ReportLatency() {
   stop = true;
   feeder.Await();
   if (scraper.joinable()) scraper.join();
-  watch_context.TryCancel();
-  watcher.join();
+  poller.join();
 
   std::vector<double> between, during_tick, during_scrape, all;
   std::map<int64_t, double> slowest_per_second;
@@ -575,12 +583,13 @@ int ReportLatency() {
   }
   std::vector<double> slowest;
   for (const auto& [second, ms] : slowest_per_second) slowest.push_back(ms);
-  double tick_ms = 0;
-  for (const Span& t : ticks) tick_ms = std::max(tick_ms, Millis(t.end - t.begin));
+  std::vector<double> tick_ms;
+  for (const Span& t : ticks) tick_ms.push_back(Millis(t.end - t.begin));
   JsonLine()
       .Add("mode", std::string("report-latency"))
       .Add("ticks_seen", static_cast<int64_t>(ticks.size()))
-      .Add("longest_tick_ms", tick_ms)
+      .Add("tick_p50_span_ms", Percentile(tick_ms, 0.5))
+      .Add("longest_tick_ms", Percentile(tick_ms, 1.0))
       .Add("scrapes", static_cast<int64_t>(scrapes.size()))
       .Add("scrape_bytes", scrape_bytes)
       .Add("feeder_reports", feeder.accepted())

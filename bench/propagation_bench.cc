@@ -1,6 +1,8 @@
-// Propagation latency: from the start of an UpdateChainletEnvironmentAutoscalingSettings
-// call to the moment an agent has applied the change, over loopback, with every commit
-// fsynced. Prints p50, p99 and max over --updates sequential updates.
+// In-process propagation: from the start of an UpdateChainletEnvironmentAutoscalingSettings
+// call to the moment the agents' SyncClients applied the change, control plane and agents
+// in ONE process whose channels share one connection, every commit fsynced. It understates
+// what separate agents see; bench/run.py (group "propagation") runs the real control plane
+// and agents on their own connections beside etcd's put -> watch.
 //
 //   build/bench/propagation_bench --updates=1000 --agents=1
 #include <algorithm>
@@ -122,7 +124,7 @@ int Run() {
     const absl::Time applied = times.WaitFor(2 + i, agents);
     latencies_us.push_back(absl::ToDoubleMicroseconds(applied - start));
   }
-  std::printf("propagation update -> %d agent(s) applied, %d fsynced updates over loopback\n",
+  std::printf("in-process propagation update -> %d agent(s) applied (one shared connection), %d fsynced updates\n",
               agents, updates);
   std::printf("  p50 %.0f us   p99 %.0f us   max %.0f us   (%d of %d answered ACCEPTED)\n",
               Percentile(latencies_us, 0.50), Percentile(latencies_us, 0.99),

@@ -1,5 +1,7 @@
-// Control-plane restart with many chainlets: how long until it serves again, and how long
-// a new agent then takes to receive the full snapshot.
+// In-process control-plane restart with many chainlets (store filled without fsync through
+// the Registry): how long until it serves again, and how long a SyncClient in the same
+// process takes to receive the full snapshot. The real agent's start -> SERVING and
+// writes during a new agent's snapshot are in bench/run.py (group "scale").
 //
 //   build/bench/restart_bench --chains=5000 --chainlets_per_chain=10
 // (each chain has production and development, so that is 100 000 chainlets)

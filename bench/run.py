@@ -319,6 +319,8 @@ class Bench:
             time.sleep(1)
             rss_after = rss_bytes(agent.pid)
             per = (rss_after - rss_before) / total
+            rows[f"agent RSS with {label}, {window} s window (no reference)"] = (
+                rss_after / 1e6, None, "MB", "lower")
             goal = 1536 if window == 60 else 8192
             rows[f"agent RSS per chainlet, {window} s window, {label} (goal)"] = (
                 per, goal, "B", "lower")
@@ -334,12 +336,17 @@ class Bench:
                           chainlets_per_chain=per_chain, sources=1, batch=64, rate=total,
                           tick_chain="zz-tick-0", seconds=seconds)
             ticks = self.driver("report-latency", **common)
+            log(f"report-latency: {ticks['ticks_seen']} ticks seen (median span {ticks['tick_p50_span_ms']:.0f} ms), "
+                f"{ticks['tick_count']} calls during ticks, {ticks['between_count']} between, "
+                f"{ticks['feeder_reports']} reports fed")
             rows[f"ReportLoad p50 during tick vs between, {label}"] = (
                 ticks["tick_p50_ms"], ticks["between_p50_ms"], "ms", "lower")
             rows[f"ReportLoad p99 during tick vs between, {label}"] = (
                 ticks["tick_p99_ms"], ticks["between_p99_ms"], "ms", "lower")
-            rows[f"slowest ReportLoad per second (median), {label}"] = (
-                ticks["slowest_per_second_median_ms"], ticks["between_p50_ms"], "ms", "lower")
+            rows[f"slowest ReportLoad per second (median) vs p99 between, {label}"] = (
+                ticks["slowest_per_second_median_ms"], ticks["between_p99_ms"], "ms", "lower")
+            rows[f"longest decision tick seen, {label} (no reference)"] = (
+                ticks["longest_tick_ms"], None, "ms", "lower")
             scrapes = self.driver("report-latency", metrics_address=metrics, scrape_every=2,
                                   **common)
             rows[f"ReportLoad max during /metrics scrape vs between p99, {label}"] = (
@@ -482,6 +489,8 @@ def fmt(value, unit):
     if unit == "ms":
         return f"{value:.1f} s" if value >= 10000 else (f"{value:.2f} ms" if value < 10 else
                                                         f"{value:.0f} ms")
+    if unit == "MB":
+        return f"{value:,.0f} MB".replace(",", " ")
     if unit == "s":
         return f"{value:.2f} s"
     return f"{value:.1f}"
@@ -544,6 +553,8 @@ def main():
                 rows.update(getattr(bench, group)())
                 log(f"{group} took {time.monotonic() - started:.0f} s")
             results.append(rows)
+            sys.stderr.write(f"\nrun {run + 1} of {runs}:\n")
+            print_table([(name, row, 1) for name, row in rows.items()], sys.stderr, False)
     finally:
         bench.stop_all()
         shutil.rmtree(bench.work, ignore_errors=True)
