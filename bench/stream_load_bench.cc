@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/server.h"
+#include "bench/bare_stream.h"
 #include "chainscale/v1/agent.grpc.pb.h"
 #include "control_plane/server.h"
 
@@ -22,42 +23,6 @@ ABSL_FLAG(int, chainlets, 10, "chainlets the reports are spread over");
 
 namespace chainscale {
 namespace {
-
-// Answers each StreamLoad message at once, recording nothing: the cost of gRPC alone.
-class BareStream final
-    : public grpc::ServerBidiReactor<v1::StreamLoadRequest, v1::StreamLoadResponse> {
- public:
-  BareStream() { StartRead(&in_); }
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status::OK);
-      return;
-    }
-    out_.set_sequence(in_.sequence());
-    out_.set_accepted(in_.reports_size());
-    StartWrite(&out_);
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status::CANCELLED);
-      return;
-    }
-    StartRead(&in_);
-  }
-  void OnDone() override { delete this; }
-
- private:
-  v1::StreamLoadRequest in_;
-  v1::StreamLoadResponse out_;
-};
-
-class BareAgent final : public v1::Agent::WithCallbackMethod_StreamLoad<v1::Agent::Service> {
- public:
-  grpc::ServerBidiReactor<v1::StreamLoadRequest, v1::StreamLoadResponse>* StreamLoad(
-      grpc::CallbackServerContext*) override {
-    return new BareStream();
-  }
-};
 
 // Streams `batches` messages, writing ahead of the answers; returns reports per second.
 double Drive(const std::string& address, const std::vector<v1::StreamLoadRequest>& batches) {
@@ -118,7 +83,7 @@ int Run() {
     absl::SleepFor(absl::Milliseconds(10));  // waiting for the first snapshot
   }
 
-  BareAgent bare;
+  bench::BareAgent bare;
   int bare_port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &bare_port);
