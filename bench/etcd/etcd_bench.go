@@ -4,6 +4,7 @@
 //
 //	etcd_bench -endpoint 127.0.0.1:2379 -mode put -clients 8 -duration 10s
 //	etcd_bench -endpoint 127.0.0.1:2379 -mode watch -watchers 100 -updates 200
+//	etcd_bench -endpoint 127.0.0.1:2379 -mode get -duration 10s
 //
 // Prints one JSON object on stdout.
 package main
@@ -152,11 +153,41 @@ func watch(endpoint string, watchers, updates int) {
 	writer.Close()
 }
 
+// get: one connection gets one key back to back for `duration`; a stall is a get above
+// 20 ms.
+func get(endpoint string, duration time.Duration) {
+	c := connect(endpoint)
+	if _, err := c.Put(context.Background(), "/bench/get", "x"); err != nil {
+		fmt.Fprintln(os.Stderr, "put:", err)
+		os.Exit(1)
+	}
+	var latencies []float64
+	stalls := 0
+	deadline := time.Now().Add(duration)
+	for time.Now().Before(deadline) {
+		t := time.Now()
+		if _, err := c.Get(context.Background(), "/bench/get"); err != nil {
+			fmt.Fprintln(os.Stderr, "get:", err)
+			os.Exit(1)
+		}
+		ms := float64(time.Since(t).Microseconds()) / 1000
+		if ms > 20 {
+			stalls++
+		}
+		latencies = append(latencies, ms)
+	}
+	n := len(latencies)
+	p50, p99, max := summary(latencies)
+	emit(map[string]interface{}{"mode": "get", "count": n, "p50_ms": p50, "p99_ms": p99,
+		"max_ms": max, "stalls_over_20ms": stalls})
+	c.Close()
+}
+
 func main() {
 	endpoint := flag.String("endpoint", "127.0.0.1:2379", "etcd client URL host:port")
-	mode := flag.String("mode", "put", "put or watch")
+	mode := flag.String("mode", "put", "put, watch or get")
 	clients := flag.Int("clients", 1, "put: concurrent clients, one connection each")
-	duration := flag.Duration("duration", 10*time.Second, "put: how long to write")
+	duration := flag.Duration("duration", 10*time.Second, "put, get: how long to run")
 	valueBytes := flag.Int("value_bytes", 64, "put: bytes per value")
 	watchers := flag.Int("watchers", 1, "watch: watchers, one connection each")
 	updates := flag.Int("updates", 200, "watch: puts to time")
@@ -166,6 +197,8 @@ func main() {
 		put(*endpoint, *clients, *duration, *valueBytes)
 	case "watch":
 		watch(*endpoint, *watchers, *updates)
+	case "get":
+		get(*endpoint, *duration)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown -mode", *mode)
 		os.Exit(2)
