@@ -437,7 +437,8 @@ class Bench:
         return rows
 
     def idle(self):
-        """Back-to-back GetChain with no agent connected, beside the same with one agent."""
+        """Back-to-back GetChain with no agent connected, beside etcd get and beside GetChain
+        with one agent connected."""
         rows = {}
         seconds = 5 if self.args.quick else 10
         cp, address = self.control_plane()
