@@ -356,7 +356,7 @@ class Bench:
             # A new agent: start -> SERVING with everything loaded.
             started = time.monotonic_ns()
             fresh, fresh_address, _ = self.agent(address, "fresh", wait=False)
-            serving = self.driver("wait-serving", target=fresh_address, timeout=300)
+            serving = self.driver("wait-serving", target=fresh_address, timeout=120)
             rows[f"agent start -> SERVING, {label} (goal)"] = (
                 (serving["serving_ns"] - started) / 1e6, 1000.0, "ms", "lower")
             self.stop(fresh)
@@ -574,6 +574,7 @@ def main():
         parser.error(f"unknown groups {sorted(unknown)}; known: {GROUPS}")
 
     results = []
+    failures = []
     bench = Bench(args)
     try:
         for run in range(runs):
@@ -581,20 +582,33 @@ def main():
             for group in groups:
                 log(f"run {run + 1}/{runs}: {group}")
                 started = time.monotonic()
-                rows.update(getattr(bench, group)())
+                # A group that fails is reported and the others still run.
+                try:
+                    rows.update(getattr(bench, group)())
+                except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
+                    failures.append(f"run {run + 1}, {group}: {e}")
+                    log(f"{group} FAILED: {e}")
+                    bench.stop_all()
+                    continue
                 log(f"{group} took {time.monotonic() - started:.0f} s")
             results.append(rows)
             sys.stderr.write(f"\nrun {run + 1} of {runs}:\n")
             print_table([(name, row, 1) for name, row in rows.items()], sys.stderr, False)
     finally:
         bench.stop_all()
-        shutil.rmtree(bench.work, ignore_errors=True)
+        if failures:
+            log(f"the processes' logs are kept in {bench.work}")
+        else:
+            shutil.rmtree(bench.work, ignore_errors=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     print(f"\nchainscale beside its references, median of {runs} run(s); "
           "ratio = chainscale / reference")
     print_table(median_rows(results), sys.stdout, args.markdown)
+    if failures:
+        print("\nFAILED:\n  " + "\n  ".join(failures))
+        sys.exit(1)
 
 
 if __name__ == "__main__":
