@@ -730,27 +730,35 @@ StoreSnapshotReader::StoreSnapshotReader(std::shared_ptr<Store::Db> db) : db_(st
   } else if (!s.IsNotFound()) {
     status_ = FromRocks(s, "revision");
   }
-  settings_.reset(db_->db->NewIterator(read, db_->handle(ColumnFamily::kSettings)));
-  decisions_.reset(db_->db->NewIterator(read, db_->handle(ColumnFamily::kDecisions)));
-  settings_->SeekToFirst();
-  done_ = !settings_->Valid();
 }
 
-StoreSnapshotReader::~StoreSnapshotReader() {
-  settings_.reset();
-  decisions_.reset();
-  db_->db->ReleaseSnapshot(snapshot_);
-}
+StoreSnapshotReader::~StoreSnapshotReader() { db_->db->ReleaseSnapshot(snapshot_); }
 
 absl::Status StoreSnapshotReader::Next(
     size_t max_bytes, const std::function<bool(const v1::ChainletKey&)>& select,
     std::vector<v1::ChainletState>* out) {
   if (!status_.ok()) return status_;
+  if (done_) return absl::OkStatus();
+  // Iterators live for one chunk only. An iterator pins the memtables and files it was
+  // opened on, with a read-ahead buffer per file; a reader kept between chunks (a stream
+  // that stops reading keeps it for as long as it stays) would hold all of that. Between
+  // chunks only the snapshot and the key to resume from are kept.
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot_;
+  std::unique_ptr<rocksdb::Iterator> settings(
+      db_->db->NewIterator(read, db_->handle(ColumnFamily::kSettings)));
+  std::unique_ptr<rocksdb::Iterator> decisions(
+      db_->db->NewIterator(read, db_->handle(ColumnFamily::kDecisions)));
+  if (resume_key_.empty()) {
+    settings->SeekToFirst();
+  } else {
+    settings->Seek(resume_key_);
+  }
   size_t bytes = 0;
   bool added = false;
-  for (; settings_->Valid(); settings_->Next()) {
+  for (; settings->Valid(); settings->Next()) {
     v1::ChainletState state;
-    if (absl::Status s = ReadChainlet(settings_.get(), decisions_.get(), &state); !s.ok()) {
+    if (absl::Status s = ReadChainlet(settings.get(), decisions.get(), &state); !s.ok()) {
       return status_ = s;
     }
     if (!select(state.key())) continue;
@@ -761,8 +769,10 @@ absl::Status StoreSnapshotReader::Next(
     added = true;
     out->push_back(std::move(state));
   }
-  if (absl::Status s = FromRocks(settings_->status(), "snapshot"); !s.ok()) return status_ = s;
-  done_ = !settings_->Valid();
+  if (absl::Status s = FromRocks(settings->status(), "snapshot"); !s.ok()) return status_ = s;
+  if (absl::Status s = FromRocks(decisions->status(), "snapshot"); !s.ok()) return status_ = s;
+  done_ = !settings->Valid();
+  if (!done_) resume_key_ = settings->key().ToString();
   return absl::OkStatus();
 }
 

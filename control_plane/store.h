@@ -180,8 +180,7 @@ class StoreSnapshotReader {
 
   std::shared_ptr<Store::Db> db_;
   const rocksdb::Snapshot* snapshot_ = nullptr;
-  std::unique_ptr<rocksdb::Iterator> settings_;
-  std::unique_ptr<rocksdb::Iterator> decisions_;
+  std::string resume_key_;  // settings key of the next chunk's first chainlet
   int64_t revision_ = 0;
   bool done_ = false;
   absl::Status status_;
