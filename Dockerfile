@@ -6,7 +6,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       cmake ninja-build g++ pkg-config \
       protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev \
-      librocksdb-dev libabsl-dev libcpp-httplib-dev golang-github-gogo-googleapis-dev grpc-proto \
+      librocksdb-dev libabsl-dev libboost1.81-dev libssl-dev golang-github-gogo-googleapis-dev grpc-proto \
  && rm -rf /var/lib/apt/lists/*
 # Only what the build reads, so edits to docs or tests reuse the cached build.
 COPY CMakeLists.txt /src/
@@ -25,7 +25,7 @@ RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libgrpc++1.51 libprotobuf32 libabsl20220623 libcpp-httplib0.11 \
+      libgrpc++1.51 libprotobuf32 libabsl20220623 libssl3 \
       libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0 zlib1g libgflags2.2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/chainscale --shell /usr/sbin/nologin chainscale \

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/chainlet_key.h"
+#include "common/error_text.h"
 #include "common/field_violations.h"
 #include "common/selector.h"
 #include "common/settings_proto.h"
@@ -167,7 +168,7 @@ absl::StatusOr<std::vector<v1::ScalingDecision>> DecisionLoop::Report(
       targets.push_back(c);
     }
     if (!unknown.empty()) {
-      return absl::NotFoundError(absl::StrCat("no settings for ", absl::StrJoin(unknown, ", "),
+      return absl::NotFoundError(absl::StrCat("no settings for ", QuotedList(unknown),
                                               ": the chainlet does not exist (yet)"));
     }
     absl::flat_hash_set<Chainlet*> seen;

@@ -16,6 +16,8 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50061", "gRPC address, host:port");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8081",
           "HTTP address for /metrics and /healthz, host:port; empty disables");
+ABSL_FLAG(int32_t, http_max_connections, 512,
+          "connections the HTTP port holds at once; more are answered 503");
 ABSL_FLAG(std::string, api_keys_file, "",
           "file of API keys for reporters and readers, one per line (or set "
           "CHAINSCALE_API_KEYS, comma-separated)");
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
   chainscale::AgentOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                  absl::GetFlag(FLAGS_tls_ca)};

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/http_port.h"
 #include "common/keepalive.h"
 #include "common/log.h"
 #include "common/server_reflection.h"
@@ -96,15 +97,12 @@ absl::Status AgentServer::StartServing() {
   SetServing(serving_.load());
 
   if (!options_.http_listen.empty()) {
-    http_.routes().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
-    });
-    http_.routes().Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-      const bool serving = serving_.load();
-      res.status = serving ? 200 : 503;
-      res.set_content(serving ? "SERVING\n" : "NOT_SERVING\n", "text/plain");
-    });
-    absl::StatusOr<int> port = http_.Start(options_.http_listen);
+    absl::StatusOr<HttpServerOptions> http_options =
+        HttpOptionsFor(options_.tls, options_.http_max_connections);
+    if (!http_options.ok()) return http_options.status();
+    http_ = std::make_unique<HttpServer>(*std::move(http_options));
+    AddStatusRoutes(*http_, metrics_, serving_);
+    absl::StatusOr<int> port = http_->Start(options_.http_listen);
     if (!port.ok()) return port.status();
     http_port_ = *port;
   }
@@ -192,7 +190,7 @@ void AgentServer::Shutdown(absl::Duration grace) {
     service_->EndStreams();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
-  http_.Stop();
+  if (http_ != nullptr) http_->Stop();
   if (sync_ != nullptr) sync_->Stop();
 }
 

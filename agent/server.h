@@ -44,6 +44,7 @@ struct AgentOptions {
   const Clock* clock = &RealClock::Get();  // tests drive time
   // When false, no ticker runs: the caller decides by calling Tick (tests).
   bool run_ticker = true;
+  int http_max_connections = 512;
 };
 
 class AgentServer {
@@ -76,7 +77,7 @@ class AgentServer {
   std::unique_ptr<SyncClient> sync_;
   std::unique_ptr<AgentService> service_;
   std::unique_ptr<grpc::Server> server_;
-  HttpServer http_;
+  std::unique_ptr<HttpServer> http_;
   std::thread ticker_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -20,7 +20,6 @@
 //   wait-serving    polls grpc.health.v1 on --target until SERVING; prints when
 //   wait-chainlet   polls GetScalingDecision on --target until the chainlet is known
 #include <grpcpp/generic/generic_stub.h>
-#include <httplib.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -37,6 +36,7 @@
 #include "bench/bench_common.h"
 #include "chainscale/v1/agent.grpc.pb.h"
 #include "chainscale/v1/control_plane.grpc.pb.h"
+#include "common/http_client.h"
 
 ABSL_FLAG(std::string, mode, "", "what to measure; see the file's comment");
 ABSL_FLAG(std::string, control_plane, "127.0.0.1:50051", "control plane gRPC host:port");
@@ -521,13 +521,14 @@ int ReportLatency() {
   int64_t scrape_bytes = 0;
   if (scrape_every > 0) {
     scraper = std::thread([&] {
-      httplib::Client http(absl::StrCat("http://", absl::GetFlag(FLAGS_metrics_address)));
-      http.set_read_timeout(60, 0);
+      const std::string address = absl::GetFlag(FLAGS_metrics_address);
+      chainscale::HttpClientOptions options;
+      options.timeout = absl::Seconds(60);
       while (!stop.load()) {
         const int64_t begin = MonotonicNanos();
-        auto result = http.Get("/metrics");
+        auto result = chainscale::HttpCall(address, {"GET", "/metrics", {}, ""}, options);
         const int64_t end = MonotonicNanos();
-        if (result && result->status == 200) {
+        if (result.ok() && result->status == 200) {
           scrape_bytes = static_cast<int64_t>(result->body.size());
           std::lock_guard<std::mutex> lock(spans_mu);
           scrapes.push_back({begin, end});

@@ -53,24 +53,30 @@ absl::StatusOr<ApiKeys> ApiKeys::Load(absl::string_view file_path, absl::string_
   return ApiKeys(std::move(keys));
 }
 
-absl::Status ApiKeys::Check(absl::string_view authorization) const {
+absl::StatusOr<size_t> ApiKeys::Identify(absl::string_view authorization) const {
+  auto is_blank = [](char c) { return c == ' ' || c == '\t'; };
+  while (!authorization.empty() && is_blank(authorization.front())) authorization.remove_prefix(1);
+  while (!authorization.empty() && is_blank(authorization.back())) authorization.remove_suffix(1);
   if (authorization.empty()) {
     return absl::UnauthenticatedError(
         "missing authorization: send \"authorization: Api-Key KEY\" or \"Bearer KEY\"");
   }
-  absl::string_view presented = authorization;
-  if (!absl::ConsumePrefix(&presented, "Api-Key ") &&
-      !absl::ConsumePrefix(&presented, "api-key ") &&
-      !absl::ConsumePrefix(&presented, "Bearer ") &&
-      !absl::ConsumePrefix(&presented, "bearer ")) {
+  const size_t blank = authorization.find_first_of(" \t");
+  const absl::string_view scheme = authorization.substr(0, blank);
+  if (blank == absl::string_view::npos ||
+      !(absl::EqualsIgnoreCase(scheme, "Api-Key") || absl::EqualsIgnoreCase(scheme, "Bearer"))) {
     return absl::UnauthenticatedError(
         "authorization must be \"Api-Key KEY\" or \"Bearer KEY\"");
   }
-  presented = absl::StripAsciiWhitespace(presented);
-  bool match = false;
-  for (const std::string& key : keys_) match |= ConstantTimeEquals(key, presented);
-  if (!match) return absl::UnauthenticatedError("the key is not valid");
-  return absl::OkStatus();
+  absl::string_view presented = authorization.substr(blank);
+  while (!presented.empty() && is_blank(presented.front())) presented.remove_prefix(1);
+  // Every key is compared, matching or not, so the time taken does not tell which one did.
+  size_t match = keys_.size();
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    if (ConstantTimeEquals(keys_[i], presented)) match = i;
+  }
+  if (match == keys_.size()) return absl::UnauthenticatedError("the key is not valid");
+  return match;
 }
 
 }  // namespace chainscale

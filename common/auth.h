@@ -1,5 +1,9 @@
 // API keys and tokens: loading them from a file or an environment variable, and checking
 // an `authorization` value ("Api-Key KEY" or "Bearer KEY") in constant time.
+//
+// Schemes are case-insensitive, as HTTP defines them (RFC 9110 §11.1): "API-KEY k" and
+// "bearer k" are accepted. Any run of spaces or tabs separates scheme and key, and spaces
+// or tabs around the whole value are ignored; keys themselves are case-sensitive.
 #ifndef CHAINSCALE_COMMON_AUTH_H_
 #define CHAINSCALE_COMMON_AUTH_H_
 
@@ -24,10 +28,14 @@ class ApiKeys {
   bool empty() const { return keys_.empty(); }
   size_t size() const { return keys_.size(); }
 
-  // OK when `authorization` carries a known key after the scheme "Api-Key" or "Bearer"
-  // (scheme case-insensitive); UNAUTHENTICATED otherwise, saying what was wrong but never
-  // echoing the key. Takes the same time whichever key matches or how much of it.
-  absl::Status Check(absl::string_view authorization) const;
+  // The index of the key that `authorization` carries after the scheme "Api-Key" or
+  // "Bearer" (see the file comment for spelling), the same for every spelling of one key;
+  // UNAUTHENTICATED otherwise, saying what was wrong but never echoing the key. Takes the
+  // same time whichever key matches or how much of it.
+  absl::StatusOr<size_t> Identify(absl::string_view authorization) const;
+  absl::Status Check(absl::string_view authorization) const {
+    return Identify(authorization).status();
+  }
 
  private:
   std::vector<std::string> keys_;

@@ -3,13 +3,15 @@
 #include <optional>
 #include <string>
 
+#include "common/error_text.h"
 #include "common/field_violations.h"
 #include "google/rpc/status.pb.h"
 
 namespace chainscale {
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
+grpc::Status ToGrpcStatus(const absl::Status& original) {
+  if (original.ok()) return grpc::Status::OK;
+  const absl::Status status = BoundedStatus(original);
   const auto code = static_cast<grpc::StatusCode>(status.code());
   const std::string message(status.message());
   auto bad_request = status.GetPayload(kBadRequestTypeUrl);

@@ -9,9 +9,10 @@
 
 namespace chainscale {
 
-// Same code and message; field violations travel as a google.rpc.Status with a
-// google.rpc.BadRequest detail in the `grpc-status-details-bin` trailer, where grpcurl
-// and the standard client libraries find them.
+// Same code and message, bounded for clients with default limits (BoundedStatus: at most
+// 1 KiB of message and 10 field violations, DESIGN §14). Field violations travel as a
+// google.rpc.Status with a google.rpc.BadRequest detail in the `grpc-status-details-bin`
+// trailer, where grpcurl and the standard client libraries find them.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace chainscale

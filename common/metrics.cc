@@ -2,15 +2,34 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/error_text.h"
 
 namespace chainscale {
+namespace {
+
+constexpr size_t kMaxLabelValueBytes = 128;
+
+// Some label values come from clients (an agent's id, say): a long one is cut, and
+// marked with a hash of the whole value (64-bit FNV-1a, stable across restarts) so that
+// different values stay different series.
+std::string BoundedLabelValue(absl::string_view value) {
+  if (value.size() <= kMaxLabelValueBytes) return std::string(value);
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : value) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return absl::StrCat(TruncateUtf8(value, 64), "#", absl::Hex(hash, absl::kZeroPad16));
+}
+
+}  // namespace
 
 std::string RenderLabels(const MetricLabels& labels) {
   if (labels.empty()) return "";
   std::string out = "{";
   for (size_t i = 0; i < labels.size(); ++i) {
     const std::string value = absl::StrReplaceAll(
-        labels[i].second, {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
+        BoundedLabelValue(labels[i].second), {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}});
     absl::StrAppend(&out, i == 0 ? "" : ",", labels[i].first, "=\"", value, "\"");
   }
   out.push_back('}');

@@ -46,7 +46,8 @@ class Metrics {
   std::vector<std::function<void(std::string*)>> collectors_ ABSL_GUARDED_BY(mu_);
 };
 
-// `{a="x",b="y"}` with label values escaped; empty for no labels.
+// `{a="x",b="y"}` with label values escaped, and cut when longer than 128 bytes (marked
+// with a hash of the whole value, so different values stay different); empty for no labels.
 std::string RenderLabels(const MetricLabels& labels);
 
 }  // namespace chainscale

@@ -3,6 +3,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/utf8.h"
 
 namespace chainscale {
 namespace {
@@ -38,7 +40,28 @@ bool LowerOrDigit(char c) { return absl::ascii_islower(c) || absl::ascii_isdigit
 bool Lower(char c) { return absl::ascii_islower(c); }
 bool AlnumChar(char c) { return absl::ascii_isalnum(c); }
 
+bool IsControlOrReordering(uint32_t cp) {
+  return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x061C || cp == 0x200E ||
+         cp == 0x200F || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202A && cp <= 0x202E) ||
+         (cp >= 0x2066 && cp <= 0x2069);
+}
+
 }  // namespace
+
+std::optional<std::string> DisplayNameProblem(absl::string_view name) {
+  for (size_t i = 0; i < name.size();) {
+    const size_t at = i;
+    std::optional<uint32_t> cp = DecodeUtf8(name, &i);
+    if (!cp.has_value()) return absl::StrCat("must be valid UTF-8; byte ", at, " is not");
+    if (IsControlOrReordering(*cp)) {
+      return absl::StrCat("must be printable text; it has U+", absl::StrFormat("%04X", *cp),
+                          " at byte ", at,
+                          " (control characters, escape sequences and bidirectional marks are "
+                          "refused)");
+    }
+  }
+  return std::nullopt;
+}
 
 std::optional<std::string> ChainIdProblem(absl::string_view name) {
   return Check(name, LowerDigitDash, LowerOrDigit, "lowercase letters, digits and '-'",

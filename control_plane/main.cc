@@ -17,6 +17,8 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address, host:port");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
           "HTTP address for the REST gateway, /metrics and /healthz, host:port; empty "
           "disables");
+ABSL_FLAG(int32_t, http_max_connections, 512,
+          "connections the HTTP port holds at once; more are answered 503");
 ABSL_FLAG(std::string, data_dir, "./data/control-plane", "RocksDB data directory");
 ABSL_FLAG(std::string, api_keys_file, "",
           "file of management API keys, one per line (or set CHAINSCALE_API_KEYS, "
@@ -59,6 +61,7 @@ int main(int argc, char** argv) {
   chainscale::ControlPlaneOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),

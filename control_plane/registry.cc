@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/error_text.h"
 #include "common/field_violations.h"
 #include "common/names.h"
 #include "common/settings_proto.h"
@@ -66,9 +67,9 @@ bool HasChainlet(const v1::Chain& chain, absl::string_view chainlet_name) {
 
 absl::Status UnknownChainlets(const std::vector<std::string>& names, const v1::Chain& chain) {
   return absl::NotFoundError(absl::StrCat(
-      names.size() == 1 ? "chainlet " : "chainlets ", "\"", absl::StrJoin(names, "\", \""),
-      "\" not found in chain \"", chain.chain_id(), "\" (it has \"",
-      absl::StrJoin(chain.chainlet_names(), "\", \""), "\")"));
+      names.size() == 1 ? "chainlet " : "chainlets ", QuotedList(names), " not found in chain ",
+      QuotedName(chain.chain_id()), " (it has ",
+      QuotedList({chain.chainlet_names().begin(), chain.chainlet_names().end()}), ")"));
 }
 
 // Checks the shape of a list of per-chainlet settings (an update, or initial settings):
@@ -212,6 +213,8 @@ absl::StatusOr<v1::Chain> Registry::CreateChain(const v1::CreateChainRequest& re
   if (static_cast<int>(request.name().size()) > options_.max_name_length) {
     violations.push_back({"name", absl::StrCat("must be at most ", options_.max_name_length,
                                                " characters, got ", request.name().size())});
+  } else {
+    CheckName("name", request.name(), DisplayNameProblem, &violations);
   }
   if (request.chainlet_names().empty()) {
     violations.push_back({"chainlet_names", "must name at least one chainlet"});

@@ -1,27 +1,18 @@
 #include "control_plane/rest_gateway.h"
 
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <google/protobuf/util/type_resolver_util.h>
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "common/field_violations.h"
+#include "common/json_print.h"
 #include "control_plane/baseten_rest.h"
 
 namespace chainscale {
 namespace {
-
-using google::protobuf::util::JsonParseOptions;
-using google::protobuf::util::JsonPrintOptions;
 
 const std::regex& SettingsPath() {
   static const auto* re = new std::regex(
@@ -45,29 +36,8 @@ const std::regex& ChainsPath() {
   return *re;
 }
 
-// `message` as JSON with map entries (the keys of a Struct too) in key order, so a body
-// reads the same every time: MessageToJsonString prints them in the map's hash order,
-// which changes from run to run.
-absl::Status PrintJson(const google::protobuf::Message& message, const JsonPrintOptions& options,
-                       std::string* out) {
-  static google::protobuf::util::TypeResolver* const resolver =
-      google::protobuf::util::NewTypeResolverForDescriptorPool(
-          "type.googleapis.com", google::protobuf::DescriptorPool::generated_pool());
-  std::string binary;
-  {
-    google::protobuf::io::StringOutputStream stream(&binary);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  const auto status = google::protobuf::util::BinaryToJsonString(
-      resolver, "type.googleapis.com/" + message.GetDescriptor()->full_name(), binary, out,
-      options);
-  return status.ok() ? absl::OkStatus() : absl::InternalError(status.message().as_string());
-}
-
 RestResponse Json(const google::protobuf::Message& message) {
-  JsonPrintOptions options;
+  google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;  // Baseten prints 0 and false too
   RestResponse response;
@@ -83,173 +53,130 @@ RestResponse JsonOr(const absl::StatusOr<T>& result) {
   return result.ok() ? Json(*result) : ErrorResponse(result.status());
 }
 
-// Parses a request body; protobuf's JSON parser rejects unknown fields and takes null as
-// "not passed".
-absl::Status ParseBody(const std::string& body, google::protobuf::Message* message) {
-  if (absl::StripAsciiWhitespace(body).empty()) {
-    return absl::InvalidArgumentError("the request body is empty; send a JSON object");
+// Nothing when `method` is one the path serves (HEAD wherever GET is); otherwise the
+// answer: 204 with Allow for OPTIONS, 405 with Allow for the rest.
+std::optional<RestResponse> CheckMethod(const std::string& method,
+                                        const std::vector<std::string>& served) {
+  if (std::find(served.begin(), served.end(), method) != served.end() ||
+      (method == "HEAD" && std::find(served.begin(), served.end(), "GET") != served.end())) {
+    return std::nullopt;
   }
-  JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(body, message, options);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the request body is not valid: ", status.message().as_string()));
+  const std::string allow = HttpAllowHeader(served);
+  RestResponse response;
+  if (method == "OPTIONS") {
+    response.status = 204;
+  } else {
+    response = ErrorResponse(absl::InvalidArgumentError(
+        absl::StrCat("method ", method, " not allowed here; use ", allow)));
+    response.status = 405;
   }
-  return absl::OkStatus();
+  response.headers["Allow"] = allow;
+  return response;
 }
 
-// `text` with every byte that is not part of valid UTF-8 replaced by U+FFFD: error
-// messages echo names from requests, and JSON strings must be UTF-8.
-std::string ValidUtf8(absl::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    const size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
-                                       : (c >> 3) == 0x1E ? 4 : 0;
-    bool valid = length > 0 && i + length <= text.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      valid = (static_cast<unsigned char>(text[i + k]) >> 6) == 0x2;
-    }
-    if (valid && length > 1) {
-      // Reject overlong forms, surrogates and values past U+10FFFF.
-      uint32_t cp = c & (0xFF >> (length + 1));
-      for (size_t k = 1; k < length; ++k) cp = (cp << 6) | (text[i + k] & 0x3F);
-      valid = !(length == 2 && cp < 0x80) && !(length == 3 && cp < 0x800) &&
-              !(length == 4 && cp < 0x10000) && !(cp >= 0xD800 && cp <= 0xDFFF) &&
-              cp <= 0x10FFFF;
-    }
-    if (valid) {
-      out.append(text.data() + i, length);
-      i += length;
+// A 429 that says when to come back: exactly in the body, in whole seconds in the header.
+RestResponse TooManyRequests(absl::string_view why, absl::Duration wait) {
+  const double seconds = absl::ToDoubleSeconds(wait);
+  RestResponse response = ErrorResponse(
+      absl::ResourceExhaustedError(absl::StrCat(why, "; retry after ", seconds, " s")), seconds);
+  response.headers["Retry-After"] = absl::StrCat(std::ceil(seconds));
+  return response;
+}
+
+RestRequest FromHttp(const HttpRequest& request) {
+  return {request.method, request.path, request.Header("Authorization"), request.body,
+          request.client_address};
+}
+
+HttpResponse ToHttp(RestResponse response) {
+  HttpResponse out;
+  out.status = response.status;
+  out.body = std::move(response.body);
+  for (auto& [name, value] : response.headers) {
+    if (name == "Content-Type") {
+      out.content_type = value;
     } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
+      out.headers.emplace_back(name, value);
     }
   }
   return out;
 }
 
-RestResponse MethodNotAllowed(const std::string& allowed) {
-  RestResponse response = ErrorResponse(
-      absl::InvalidArgumentError(absl::StrCat("method not allowed here; use ", allowed)));
-  response.status = 405;
-  response.headers["Allow"] = allowed;
-  return response;
-}
-
 }  // namespace
 
-int HttpStatusFor(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kOk:
-      return 200;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kUnauthenticated:
-      return 401;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kAborted:
-      return 409;
-    case absl::StatusCode::kResourceExhausted:
-      return 429;
-    case absl::StatusCode::kCancelled:
-      return 499;
-    case absl::StatusCode::kUnimplemented:
-      return 501;
-    case absl::StatusCode::kUnavailable:
-      return 503;
-    case absl::StatusCode::kDeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
-
 RestResponse ErrorResponse(const absl::Status& status, std::optional<double> retry_after) {
-  google::protobuf::Struct root;
-  google::protobuf::Struct* error = (*root.mutable_fields())["error"].mutable_struct_value();
-  (*error->mutable_fields())["code"].set_string_value(
-      absl::StatusCodeToString(status.code()));
-  (*error->mutable_fields())["message"].set_string_value(ValidUtf8(status.message()));
-  const std::vector<FieldViolation> violations = FieldViolationsOf(status);
-  if (!violations.empty()) {
-    auto* list = (*error->mutable_fields())["field_violations"].mutable_list_value();
-    for (const FieldViolation& v : violations) {
-      auto* fields = list->add_values()->mutable_struct_value()->mutable_fields();
-      (*fields)["field"].set_string_value(ValidUtf8(v.field));
-      (*fields)["description"].set_string_value(ValidUtf8(v.description));
-    }
-  }
-  if (retry_after.has_value()) (*root.mutable_fields())["retry_after"].set_number_value(*retry_after);
   RestResponse response;
   response.status = HttpStatusFor(status.code());
-  if (!PrintJson(root, JsonPrintOptions(), &response.body).ok()) {
-    response.body = R"({"error":{"code":"INTERNAL","message":"cannot print the error as JSON"}})";
-  }
-  response.body += '\n';
+  response.body = ErrorJson(status, retry_after);
   return response;
 }
 
 RestGateway::RestGateway(RestGatewayOptions options, Metrics* metrics, const Clock& clock)
-    : options_(std::move(options)), metrics_(metrics), clock_(clock) {}
-
-std::optional<double> RestGateway::Throttle(const std::string& key) {
-  const double rate = options_.requests_per_second_per_key;
-  if (rate <= 0) return std::nullopt;
-  const absl::Time now = clock_.Now();
-  absl::MutexLock lock(&mu_);
-  auto [it, inserted] = buckets_.try_emplace(key, Bucket{rate, now});
-  Bucket& bucket = it->second;
-  // Refill at `rate` per second up to a burst of one second's worth.
-  bucket.tokens =
-      std::min(rate, bucket.tokens + absl::ToDoubleSeconds(now - bucket.refilled) * rate);
-  bucket.refilled = now;
-  if (bucket.tokens >= 1) {
-    bucket.tokens -= 1;
-    return std::nullopt;
-  }
-  return (1 - bucket.tokens) / rate;
-}
+    : options_(std::move(options)),
+      metrics_(metrics),
+      requests_({std::max(options_.requests_per_second_per_key, 1e-9),
+                 std::max(options_.requests_per_second_per_key, 1.0), options_.max_tracked},
+                clock),
+      failures_({options_.failed_keys_per_second, options_.failed_keys_burst,
+                 options_.max_tracked},
+                clock) {}
 
 RestResponse RestGateway::Handle(const RestRequest& request) {
+  if (std::optional<RestResponse> refused = Admit(request)) return *std::move(refused);
+  return Respond(request);
+}
+
+std::optional<RestResponse> RestGateway::Admit(const RestRequest& head) {
   const absl::Time start = absl::Now();
-  RestResponse response;
-  std::string key = "anonymous";
-  if (request.body.size() > options_.max_body_bytes) {
-    response = ErrorResponse(absl::InvalidArgumentError(
+  std::optional<RestResponse> refusal = Refusal(head);
+  if (!refusal.has_value()) return std::nullopt;
+  return Finish(head, *std::move(refusal), start);
+}
+
+std::optional<RestResponse> RestGateway::Refusal(const RestRequest& head) {
+  if (head.body.size() > options_.max_body_bytes) {
+    RestResponse response = ErrorResponse(absl::InvalidArgumentError(
         absl::StrCat("the request body is larger than ", options_.max_body_bytes, " bytes")));
     response.status = 413;
-  } else if (absl::Status auth = options_.api_keys.empty()
-                                     ? absl::OkStatus()
-                                     : options_.api_keys.Check(request.authorization);
-             !auth.ok()) {
-    response = ErrorResponse(auth);
-    response.headers["WWW-Authenticate"] = "Api-Key";
-  } else {
-    if (!options_.api_keys.empty()) key = request.authorization;
-    if (std::optional<double> retry_after = Throttle(key)) {
-      // The body says when, precisely; the header in whole seconds, as HTTP wants.
-      response = ErrorResponse(
-          absl::ResourceExhaustedError(absl::StrCat(
-              "more than ", options_.requests_per_second_per_key,
-              " requests per second with this key; retry after ", *retry_after, " s")),
-          retry_after);
-      response.headers["Retry-After"] = absl::StrCat(std::ceil(*retry_after));
-    } else if (Management* management = management_.load(); management == nullptr) {
-      response = ErrorResponse(absl::UnavailableError("the control plane is still opening its store"));
-    } else {
-      response = Route(request, *management);
+    return response;
+  }
+  std::string bucket = "anonymous";
+  if (!options_.api_keys.empty()) {
+    if (absl::Duration wait = failures_.Wait(head.client_address); wait > absl::ZeroDuration()) {
+      return TooManyRequests("too many requests with wrong keys from this address", wait);
+    }
+    absl::StatusOr<size_t> key = options_.api_keys.Identify(head.authorization);
+    if (!key.ok()) {
+      failures_.Take(head.client_address);
+      RestResponse response = ErrorResponse(key.status());
+      response.headers["WWW-Authenticate"] = "Api-Key";
+      return response;
+    }
+    // One bucket per key, however the header spells it.
+    bucket = absl::StrCat("key ", *key);
+  }
+  if (options_.requests_per_second_per_key > 0) {
+    if (absl::Duration wait = requests_.Take(bucket); wait > absl::ZeroDuration()) {
+      return TooManyRequests(absl::StrCat("more than ", options_.requests_per_second_per_key,
+                                          " requests per second with this key"),
+                             wait);
     }
   }
+  return std::nullopt;
+}
+
+RestResponse RestGateway::Respond(const RestRequest& request) {
+  const absl::Time start = absl::Now();
+  Management* management = management_.load();
+  RestResponse response =
+      management == nullptr
+          ? ErrorResponse(absl::UnavailableError("the control plane is still opening its store"))
+          : Route(request, *management);
+  return Finish(request, std::move(response), start);
+}
+
+RestResponse RestGateway::Finish(const RestRequest& request, RestResponse response,
+                                 absl::Time start) {
   response.headers["Content-Type"] = "application/json";
   metrics_->RecordRpc(absl::StrCat("REST ", request.method),
                       response.status < 400 ? "OK" : absl::StrCat("HTTP_", response.status),
@@ -258,11 +185,14 @@ RestResponse RestGateway::Handle(const RestRequest& request) {
 }
 
 RestResponse RestGateway::Route(const RestRequest& request, Management& management) {
+  // HEAD is answered as GET (CheckMethod lets it through where GET is served); the HTTP
+  // server drops the body.
+  const std::string& method = request.method == "HEAD" ? "GET" : request.method;
   std::smatch m;
   if (std::regex_match(request.path, m, SettingsPath())) {
-    if (request.method != "PATCH") return MethodNotAllowed("PATCH");
+    if (auto answer = CheckMethod(request.method, {"PATCH"})) return *std::move(answer);
     v1::UpdateChainletEnvironmentAutoscalingSettingsRequest update;
-    if (absl::Status s = ParseBody(request.body, &update); !s.ok()) return ErrorResponse(s);
+    if (absl::Status s = ParseJsonBody(request.body, &update); !s.ok()) return ErrorResponse(s);
     if (!update.chain_id().empty() || !update.env_name().empty()) {
       return ErrorResponse(absl::InvalidArgumentError(
           "the body has only \"updates\"; chain_id and env_name come from the path"));
@@ -273,14 +203,15 @@ RestResponse RestGateway::Route(const RestRequest& request, Management& manageme
   }
   Registry& registry = management.registry();
   if (std::regex_match(request.path, m, EnvironmentPath())) {
-    if (request.method != "GET") return MethodNotAllowed("GET");
+    if (auto answer = CheckMethod(request.method, {"GET"})) return *std::move(answer);
     absl::StatusOr<v1::ChainEnvironment> env =
         registry.GetChainEnvironment(m[1].str(), m[2].str());
     if (!env.ok()) return ErrorResponse(env.status());
     return Json(ChainEnvironmentToBaseten(*env));
   }
   if (std::regex_match(request.path, m, EnvironmentsPath())) {
-    if (request.method == "GET") {
+    if (auto answer = CheckMethod(request.method, {"GET", "POST"})) return *std::move(answer);
+    if (method == "GET") {
       absl::StatusOr<v1::Chain> chain = registry.GetChain(m[1].str());
       if (!chain.ok()) return ErrorResponse(chain.status());
       v1::ChainEnvironmentsV1 list;
@@ -292,21 +223,20 @@ RestResponse RestGateway::Route(const RestRequest& request, Management& manageme
       }
       return Json(list);
     }
-    if (request.method != "POST") return MethodNotAllowed("GET, POST");
     v1::CreateChainEnvironmentRequestV1 body;
-    if (absl::Status s = ParseBody(request.body, &body); !s.ok()) return ErrorResponse(s);
+    if (absl::Status s = ParseJsonBody(request.body, &body); !s.ok()) return ErrorResponse(s);
     absl::StatusOr<v1::ChainEnvironment> env =
         registry.CreateEnvironment(CreateEnvironmentFromBaseten(m[1].str(), body));
     if (!env.ok()) return ErrorResponse(env.status());
     return Json(ChainEnvironmentToBaseten(*env));
   }
   if (std::regex_match(request.path, m, ChainPath())) {
-    if (request.method == "GET") {
+    if (auto answer = CheckMethod(request.method, {"GET", "DELETE"})) return *std::move(answer);
+    if (method == "GET") {
       absl::StatusOr<v1::Chain> chain = registry.GetChain(m[1].str());
       if (!chain.ok()) return ErrorResponse(chain.status());
       return Json(ChainToBaseten(*chain));
     }
-    if (request.method != "DELETE") return MethodNotAllowed("GET, DELETE");
     absl::StatusOr<int64_t> deleted = registry.DeleteChain(m[1].str());
     if (!deleted.ok()) return ErrorResponse(deleted.status());
     v1::ChainTombstoneV1 tombstone;
@@ -315,7 +245,7 @@ RestResponse RestGateway::Route(const RestRequest& request, Management& manageme
     return Json(tombstone);
   }
   if (std::regex_match(request.path, m, ChainsPath())) {
-    if (request.method != "GET") return MethodNotAllowed("GET");
+    if (auto answer = CheckMethod(request.method, {"GET"})) return *std::move(answer);
     // Baseten's list has no paging: every page of the registry's.
     v1::ChainsV1 list;
     v1::ListChainsRequest page;
@@ -330,33 +260,19 @@ RestResponse RestGateway::Route(const RestRequest& request, Management& manageme
   return ErrorResponse(absl::NotFoundError(absl::StrCat("no such path: ", request.path)));
 }
 
-void RestGateway::Register(httplib::Server& server) {
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-    RestResponse response =
-        Handle({req.method, req.path, req.get_header_value("Authorization"), req.body});
-    res.status = response.status;
-    for (const auto& [name, value] : response.headers) {
-      if (name != "Content-Type") res.set_header(name.c_str(), value);
-    }
-    res.set_content(response.body, "application/json");
+void RestGateway::Register(HttpServer& server) {
+  HttpRoute route;
+  route.path = "/v1/";
+  route.prefix = true;
+  route.admission = [this](const HttpRequest& head) -> std::optional<HttpResponse> {
+    std::optional<RestResponse> refused = Admit(FromHttp(head));
+    if (!refused.has_value()) return std::nullopt;
+    return ToHttp(*std::move(refused));
   };
-  const char* pattern = "/v1/.*";
-  server.Get(pattern, handler);
-  server.Post(pattern, handler);
-  server.Patch(pattern, handler);
-  server.Put(pattern, handler);
-  server.Delete(pattern, handler);
-  // httplib's own errors (413 for an oversized body, 404 for other paths, 400 for a
-  // malformed request) in the same JSON shape.
-  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    absl::Status status = res.status == 404   ? absl::NotFoundError("no such path")
-                          : res.status == 413 ? absl::InvalidArgumentError(
-                                                    "the request body is too large")
-                                              : absl::InvalidArgumentError("bad request");
-    RestResponse response = ErrorResponse(status);
-    res.set_content(response.body, "application/json");
-  });
+  route.handler = [this](const HttpRequest& request) {
+    return ToHttp(Respond(FromHttp(request)));
+  };
+  server.Route(std::move(route));
 }
 
 }  // namespace chainscale

@@ -5,31 +5,35 @@
 //   GET    /v1/chains/{chain_id}/environments
 //   POST   /v1/chains/{chain_id}/environments
 //   GET    /v1/chains/{chain_id}, DELETE /v1/chains/{chain_id}, GET /v1/chains
-// JSON maps to and from the protos (Baseten's bodies are in baseten_rest.proto) with
-// protobuf's JSON mapping (proto field names; JSON null means "not passed"; unknown fields
-// are rejected). Errors are JSON with an HTTP code
-// that fits the gRPC code. Requests are rate limited per key.
+// JSON maps to and from the protos (Baseten's bodies are in baseten_rest.proto; parsing
+// and error bodies in rest_json.h). Errors are JSON with an HTTP code that fits the gRPC
+// code. OPTIONS answers 204 with Allow; other methods a path does not serve get 405 with
+// Allow; HEAD is answered as GET.
+//
+// Admission, before a body is read: the size limit (413), the key (401), and two rate
+// limits (429 with Retry-After): requests per key, whatever the spelling of the header,
+// and failed keys per client address, so guessing keys is slow. Both keep a bounded
+// number of buckets (rate_limit.h).
 //
 // Handle() is the whole gateway as a pure function of the request, so it is tested and
-// fuzzed without sockets; Register() mounts it on an httplib server.
+// fuzzed without sockets; Register() mounts it on an HttpServer, where Admit runs once
+// the headers are in and Respond once the body is.
 #ifndef CHAINSCALE_CONTROL_PLANE_REST_GATEWAY_H_
 #define CHAINSCALE_CONTROL_PLANE_REST_GATEWAY_H_
 
 #include <atomic>
-#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 
-#include <httplib.h>
-
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "common/auth.h"
 #include "common/clock.h"
+#include "common/http_server.h"
 #include "common/metrics.h"
+#include "common/rate_limit.h"
 #include "control_plane/management.h"
+#include "control_plane/rest_json.h"
 
 namespace chainscale {
 
@@ -38,6 +42,7 @@ struct RestRequest {
   std::string path;           // without the query string
   std::string authorization;  // the Authorization header, possibly empty
   std::string body;
+  std::string client_address;  // whose failed keys count together; empty: one client
 };
 
 struct RestResponse {
@@ -48,12 +53,14 @@ struct RestResponse {
 
 struct RestGatewayOptions {
   ApiKeys api_keys;  // empty: no authentication (--insecure)
-  double requests_per_second_per_key = 100;  // 0 disables the limit
+  double requests_per_second_per_key = 100;  // 0 disables the limit; burst: one second's
   size_t max_body_bytes = 1 << 20;
+  // Failed keys per client address: this many at once, then one per 1 / rate seconds.
+  double failed_keys_burst = 10;
+  double failed_keys_per_second = 1;
+  // Buckets kept for each limit (keys, client addresses); see rate_limit.h.
+  size_t max_tracked = 10'000;
 };
-
-// The HTTP status for a gRPC/absl code.
-int HttpStatusFor(absl::StatusCode code);
 
 class RestGateway {
  public:
@@ -63,33 +70,37 @@ class RestGateway {
 
   void SetManagement(Management* management) { management_.store(management); }
 
-  RestResponse Handle(const RestRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
+  // The whole gateway: Admit, then Respond.
+  RestResponse Handle(const RestRequest& request);
 
-  // Routes every /v1/ path of `server` to Handle, and formats httplib's own errors (such
-  // as 413 for a body over the limit) as JSON.
-  void Register(httplib::Server& server);
+  // What can be decided before the body is read (its declared size, the key, the rate
+  // limits): the refusal, or nothing when the request may go on. Counts against the
+  // limits.
+  std::optional<RestResponse> Admit(const RestRequest& head);
+  // The answer to an admitted request.
+  RestResponse Respond(const RestRequest& request);
+
+  // Routes every /v1/ path of `server` here.
+  void Register(HttpServer& server);
+
+  // Buckets held by the per-key limit and by the failed-key throttle.
+  size_t tracked_keys() const { return requests_.size(); }
+  size_t tracked_clients() const { return failures_.size(); }
 
  private:
-  // Takes one request from `key`'s bucket; the seconds until the next one is free when
-  // the bucket is empty.
-  std::optional<double> Throttle(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<RestResponse> Refusal(const RestRequest& head);
   RestResponse Route(const RestRequest& request, Management& management);
+  RestResponse Finish(const RestRequest& request, RestResponse response, absl::Time start);
 
   const RestGatewayOptions options_;
   Metrics* const metrics_;
-  const Clock& clock_;
   std::atomic<Management*> management_{nullptr};
-
-  struct Bucket {
-    double tokens = 0;
-    absl::Time refilled;
-  };
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
+  RateLimiter requests_;
+  RateLimiter failures_;
 };
 
-// The JSON error body: {"error": {"code": "...", "message": "...", "field_violations": [...]}},
-// with "retry_after" (seconds) beside "error" when given.
+// An error as a REST answer: the JSON body of ErrorJson (with "retry_after" in seconds
+// beside "error" when given) and the HTTP status that fits.
 RestResponse ErrorResponse(const absl::Status& status,
                            std::optional<double> retry_after = std::nullopt);
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/http_port.h"
 #include "common/keepalive.h"
 #include "common/log.h"
 #include "common/server_reflection.h"
@@ -114,19 +115,25 @@ absl::Status ControlPlaneServer::StartServing() {
   SetServing(false);
 
   if (!options_.http_listen.empty()) {
+    absl::StatusOr<HttpServerOptions> http_options =
+        HttpOptionsFor(options_.tls, options_.http_max_connections);
+    if (!http_options.ok()) return http_options.status();
+    http_ = std::make_unique<HttpServer>(*std::move(http_options));
     rest_ = std::make_unique<RestGateway>(
         RestGatewayOptions{options_.api_keys, options_.rest_rate_limit}, &metrics_,
         RealClock::Get());
-    rest_->Register(http_.routes());
-    http_.routes().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
+    rest_->Register(*http_);
+    AddStatusRoutes(*http_, metrics_, serving_);
+    metrics_.AddCollector([rest = rest_.get()](std::string* out) {
+      absl::StrAppend(out,
+                      "# HELP chainscale_rest_limit_buckets Buckets held by the REST rate "
+                      "limits (bounded).\n# TYPE chainscale_rest_limit_buckets gauge\n"
+                      "chainscale_rest_limit_buckets{limit=\"key\"} ",
+                      rest->tracked_keys(),
+                      "\nchainscale_rest_limit_buckets{limit=\"failed_keys\"} ",
+                      rest->tracked_clients(), "\n");
     });
-    http_.routes().Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-      const bool serving = serving_.load();
-      res.status = serving ? 200 : 503;
-      res.set_content(serving ? "SERVING\n" : "NOT_SERVING\n", "text/plain");
-    });
-    absl::StatusOr<int> port = http_.Start(options_.http_listen);
+    absl::StatusOr<int> port = http_->Start(options_.http_listen);
     if (!port.ok()) return port.status();
     http_port_ = *port;
   }
@@ -173,7 +180,7 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
     service_->FinishSyncStreams();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
-  http_.Stop();
+  if (http_ != nullptr) http_->Stop();
   if (rest_ != nullptr) rest_->SetManagement(nullptr);
   if (service_ != nullptr) service_->SetBackends(nullptr, nullptr);
   management_.reset();

@@ -42,6 +42,7 @@ struct ControlPlaneOptions {
   RegistryOptions registry;
   SyncHubOptions sync;
   double rest_rate_limit = 100;  // requests per second per key on the REST gateway
+  int http_max_connections = 512;
 };
 
 class ControlPlaneServer {
@@ -70,7 +71,7 @@ class ControlPlaneServer {
   Metrics metrics_;
   std::unique_ptr<ControlPlaneService> service_;
   std::unique_ptr<grpc::Server> server_;
-  HttpServer http_;
+  std::unique_ptr<HttpServer> http_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Committer> committer_;

@@ -5,13 +5,13 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/error_details.h>
-#include <httplib.h>
 
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "chainscale/v1/agent.grpc.pb.h"
 #include "common/field_violations.h"
+#include "common/http_client.h"
 #include "control_plane/server.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
@@ -259,10 +259,9 @@ TEST_F(AgentServerTest, HealthMetricsAndShutdown) {
   v1::ReportLoadResponse response;
   ASSERT_TRUE(stub_->ReportLoad(Context().get(), Reports({{"A", 25}}), &response).ok());
   Second();
-  httplib::Client http("127.0.0.1", agent_->http_port());
-  http.set_read_timeout(5);
-  httplib::Result metrics = http.Get("/metrics");
-  ASSERT_TRUE(metrics);
+  absl::StatusOr<HttpClientResponse> metrics =
+      HttpCall(absl::StrCat("127.0.0.1:", agent_->http_port()), {"GET", "/metrics", {}, ""});
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
   const std::string labels = "{chain=\"c\",environment=\"production\",chainlet=\"A\"}";
   EXPECT_THAT(metrics->body, HasSubstr("chainscale_desired_replicas" + labels + " 4\n"));
   EXPECT_THAT(metrics->body, HasSubstr("chainscale_concurrent_requests" + labels + " 25\n"));

@@ -50,6 +50,20 @@ TEST(ApiKeysTest, CheckAcceptsBothSchemesAndNeverEchoesTheKey) {
   }
 }
 
+// auth.h promises: the scheme is matched case-insensitively (RFC 9110 §11.1), any run of
+// spaces or tabs separates it from the key, and whitespace around the value is ignored.
+TEST(ApiKeysTest, SchemesAreCaseInsensitiveAndSpacingIsFree) {
+  const ApiKeys keys({"k1", "k2"});
+  for (const char* ok : {"API-KEY k1", "BEARER k1", "bEaReR k1", "api-key k1", "Bearer    k1",
+                         "Bearer\tk1", " Api-Key k1 ", "Api-Key \t k2\t"}) {
+    EXPECT_TRUE(keys.Check(ok).ok()) << ok;
+  }
+  for (const char* bad : {"Api-Keyk1", "Bearerk1", "Api_Key k1", "Api-Key k1 k1", "Api-Key K1",
+                          "Api-Key", "Bearer\nk1", "Basic k1", "Token k1"}) {
+    EXPECT_EQ(keys.Check(bad).code(), absl::StatusCode::kUnauthenticated) << bad;
+  }
+}
+
 TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));

@@ -35,5 +35,24 @@ TEST(MetricsTest, RpcsAreCountedAndTimed) {
   EXPECT_THAT(text, HasSubstr("chainscale_rpc_duration_seconds_sum{method=\"GetChain\"} 0.501\n"));
 }
 
+// A label value that comes from a client (a 3 MB agent id, say) must not make /metrics
+// that large: long values are cut, and two different long values stay two series.
+TEST(MetricsTest, LongLabelValuesAreCutButStayDistinct) {
+  const std::string a(3 << 20, 'a');
+  std::string b = a;
+  b.back() = 'b';
+  const std::string rendered_a = RenderLabels({{"agent", a}});
+  const std::string rendered_b = RenderLabels({{"agent", b}});
+  EXPECT_LE(rendered_a.size(), 200u);
+  EXPECT_NE(rendered_a, rendered_b);
+  EXPECT_EQ(rendered_a.rfind("{agent=\"aaaaaaaa", 0), 0u) << rendered_a;
+  EXPECT_EQ(RenderLabels({{"agent", "agent-1"}}), "{agent=\"agent-1\"}");
+  // Cutting never splits an escape or a UTF-8 sequence.
+  std::string quotes(1000, '"');
+  const std::string rendered = RenderLabels({{"agent", quotes}});
+  EXPECT_EQ(rendered.substr(rendered.size() - 2), "\"}");
+  EXPECT_EQ(rendered.find("\\\"\"}"), std::string::npos) << rendered;
+}
+
 }  // namespace
 }  // namespace chainscale

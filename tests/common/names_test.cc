@@ -34,5 +34,21 @@ TEST(NamesTest, Chainlets) {
   EXPECT_TRUE(ChainletNameProblem("a/b").has_value());
 }
 
+TEST(NamesTest, DisplayNames) {
+  EXPECT_FALSE(DisplayNameProblem("").has_value());
+  EXPECT_FALSE(DisplayNameProblem("Mon modèle — 日本語 (v2) 🚀").has_value());
+  EXPECT_EQ(DisplayNameProblem(std::string("a\0b", 3)),
+            "must be printable text; it has U+0000 at byte 1 (control characters, escape "
+            "sequences and bidirectional marks are refused)");
+  EXPECT_EQ(DisplayNameProblem("\x1b[31m").value_or("").substr(0, 37), "must be printable text; it has U+001B");
+  EXPECT_EQ(DisplayNameProblem("x\xE2\x80\xAE" "y").value_or("").substr(0, 37),
+            "must be printable text; it has U+202E");
+  EXPECT_EQ(DisplayNameProblem("x\xC2\x85").value_or("").substr(0, 37), "must be printable text; it has U+0085");
+  EXPECT_EQ(DisplayNameProblem("ok\xFF"), "must be valid UTF-8; byte 2 is not");
+  EXPECT_EQ(DisplayNameProblem("\xC0\x80"), "must be valid UTF-8; byte 0 is not");  // overlong NUL
+  EXPECT_EQ(DisplayNameProblem("\xED\xA0\x80"), "must be valid UTF-8; byte 0 is not");  // surrogate
+  EXPECT_EQ(DisplayNameProblem("\xE2\x80"), "must be valid UTF-8; byte 0 is not");  // truncated
+}
+
 }  // namespace
 }  // namespace chainscale

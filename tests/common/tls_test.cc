@@ -4,7 +4,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <fstream>
+
 #include "chainscale/v1/control_plane.grpc.pb.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/raw_grpc.h"
 
@@ -68,6 +71,29 @@ TEST(TlsTest, FlagMistakesAreReported) {
   EXPECT_EQ(MakeServerCredentials({"/nonexistent.pem", "/nonexistent.key", ""}).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_TRUE(MakeServerCredentials({"", "", ""}).ok());
+}
+
+// A garbage certificate or a key of another pair must be named as such at start-up, not
+// surface later as "cannot listen".
+TEST(TlsTest, BadCertificatesAndKeysAreNamed) {
+  const std::string garbage = ::testing::TempDir() + "/garbage.pem";
+  {
+    std::ofstream out(garbage);
+    out << "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+  }
+  absl::Status s = MakeServerCredentials({garbage, TestData("server.key"), ""}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("--tls_cert " + garbage));
+  s = MakeServerCredentials({TestData("server.pem"), garbage, ""}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("--tls_key " + garbage));
+  // client.key belongs to client.pem, not to server.pem.
+  s = MakeServerCredentials({TestData("server.pem"), TestData("client.key"), ""}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("does not match"));
+  s = MakeServerCredentials({TestData("server.pem"), TestData("server.key"), garbage}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("--tls_ca " + garbage));
 }
 
 }  // namespace

@@ -3,11 +3,11 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/error_details.h>
-#include <httplib.h>
 
 #include <string>
 
 #include "chainscale/v1/control_plane.grpc.pb.h"
+#include "common/http_client.h"
 #include "control_plane/server.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
@@ -283,11 +283,9 @@ TEST_F(ControlPlaneServiceTest, MetricsCountCallsByMethodAndCode) {
   v1::Chain chain;
   ASSERT_EQ(stub_->GetChain(Context().get(), get, &chain).error_code(),
             grpc::StatusCode::NOT_FOUND);
-  httplib::Client http("127.0.0.1", server_->http_port());
-  http.set_connection_timeout(5);
-  http.set_read_timeout(5);
-  httplib::Result metrics = http.Get("/metrics");
-  ASSERT_TRUE(metrics);
+  const std::string http = absl::StrCat("127.0.0.1:", server_->http_port());
+  absl::StatusOr<HttpClientResponse> metrics = HttpCall(http, {"GET", "/metrics", {}, ""});
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_EQ(metrics->status, 200);
   EXPECT_THAT(metrics->body,
               HasSubstr("chainscale_rpc_requests_total{method=\"CreateChain\",code=\"OK\"} 1\n"));
@@ -296,8 +294,8 @@ TEST_F(ControlPlaneServiceTest, MetricsCountCallsByMethodAndCode) {
   EXPECT_THAT(metrics->body,
               HasSubstr("chainscale_rpc_duration_seconds_count{method=\"CreateChain\"} 1\n"));
   EXPECT_THAT(metrics->body, HasSubstr("chainscale_settings_revision 1\n"));
-  httplib::Result health = http.Get("/healthz");
-  ASSERT_TRUE(health);
+  absl::StatusOr<HttpClientResponse> health = HttpCall(http, {"GET", "/healthz", {}, ""});
+  ASSERT_TRUE(health.ok()) << health.status();
   EXPECT_EQ(health->status, 200);
 }
 

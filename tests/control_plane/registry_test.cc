@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "common/field_violations.h"
 #include "common/settings_proto.h"
 #include "gmock/gmock.h"
@@ -225,6 +226,61 @@ TEST_F(RegistryTest, UnknownChainletRejectsTheWholeRequest) {
   EXPECT_EQ(outcome.status().message(),
             "chainlet \"Nope\" not found in chain \"c\" (it has \"HelloWorld\")");
   EXPECT_EQ(SettingsOf("c", "production", "HelloWorld").max_replica(), 1);
+}
+
+// DESIGN §14: a list of names in an error is cut to 10 and "and N more", and a name too
+// long to print is shortened, so the message stays under 1 KiB.
+TEST_F(RegistryTest, UnknownChainletMessagesStayShort) {
+  RegistryOptions options;
+  options.max_chainlets_per_chain = 1000;
+  registry_ = std::make_unique<Registry>(store_.get(), committer_.get(), options, clock_);
+  std::vector<std::string> names;
+  for (int i = 0; i < 300; ++i) names.push_back("Chainlet" + std::to_string(1000 + i));
+  Create("wide", names);
+  UpdateRequest request = Update("wide", "production");
+  for (int i = 0; i < 30; ++i) Add(request, "Nope" + std::to_string(i))->set_max_replica(2);
+  Add(request, std::string(100000, 'x'))->set_max_replica(2);
+  absl::Status status = registry_->UpdateSettings(request).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_LE(status.message().size(), 1024u);
+  EXPECT_EQ(status.message(),
+            "chainlets \"Nope0\", \"Nope1\", \"Nope2\", \"Nope3\", \"Nope4\", \"Nope5\", "
+            "\"Nope6\", \"Nope7\", \"Nope8\", \"Nope9\" and 21 more not found in chain "
+            "\"wide\" (it has \"Chainlet1000\", \"Chainlet1001\", \"Chainlet1002\", "
+            "\"Chainlet1003\", \"Chainlet1004\", \"Chainlet1005\", \"Chainlet1006\", "
+            "\"Chainlet1007\", \"Chainlet1008\", \"Chainlet1009\" and 290 more)");
+  request = Update("wide", "production");
+  Add(request, std::string(100000, 'x'))->set_max_replica(2);
+  status = registry_->UpdateSettings(request).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(status.message(), HasSubstr("\"xxxxxxxxxxxxxxxx"));
+  EXPECT_THAT(status.message(), HasSubstr("(100000 bytes)"));
+  EXPECT_LE(status.message().size(), 1024u);
+}
+
+// Display names are shown to people: control characters (NUL, escape sequences) and
+// bidirectional marks that reorder what a terminal or browser shows are refused.
+TEST_F(RegistryTest, DisplayNamesRefuseControlAndBidiCharacters) {
+  int i = 0;
+  for (const std::string& name :
+       {std::string("a\0b", 3), std::string("red \x1b[31mtext"), std::string("tab\there"),
+        std::string("line\nbreak"), std::string("\xE2\x80\xAE" "evil"), std::string("x\xE2\x80\x8Fy"),
+        std::string("\xE2\x81\xA6isolate"), std::string("bad \xFF utf8"), std::string("\xC2\x9B")}) {
+    v1::CreateChainRequest request;
+    request.set_chain_id("d" + std::to_string(i++));
+    request.set_name(name);
+    request.add_chainlet_names("A");
+    absl::Status status = registry_->CreateChain(request).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(name);
+    std::vector<FieldViolation> violations = FieldViolationsOf(status);
+    ASSERT_EQ(violations.size(), 1u) << absl::CHexEscape(name);
+    EXPECT_EQ(violations[0].field, "name");
+  }
+  v1::CreateChainRequest request;
+  request.set_chain_id("fine");
+  request.set_name("Mon modèle — 日本語 (v2)");
+  request.add_chainlet_names("A");
+  EXPECT_TRUE(registry_->CreateChain(request).ok());
 }
 
 TEST_F(RegistryTest, UpdateRequestShapeErrors) {

@@ -11,8 +11,7 @@
 #include "control_plane/rest_gateway.h"
 #include "gtest/gtest.h"
 #include "tests/testing/baseten_samples.h"
-#include "tests/testing/fake_clock.h"
-#include "tests/testing/temp_dir.h"
+#include "tests/testing/management_core.h"
 
 namespace chainscale {
 namespace {
@@ -72,26 +71,16 @@ std::string Mutate(std::string s, std::mt19937_64& rng) {
 }
 
 TEST(RestFuzzTest, MutatedRequestsGetJsonAnswersAndLeaveValidSettings) {
-  testing::ScopedTempDir dir;
-  StoreOptions store_options;
-  store_options.path = dir.str();
-  store_options.sync_writes = false;
-  std::unique_ptr<Store> store = Store::Open(store_options).value();
-  testing::FakeClock clock;
-  std::unique_ptr<SyncHub> hub;
-  Committer committer(store.get(), [&hub](const auto& changes) { hub->Published(changes); });
-  hub = std::make_unique<SyncHub>(store.get(), &committer, SyncHubOptions{});
-  Registry registry(store.get(), &committer, RegistryOptions{}, clock);
-  Management management(&registry, hub.get(), absl::Milliseconds(1));
+  testing::ManagementCore core;
   v1::CreateChainRequest create;
   create.set_chain_id("demo");
   create.add_chainlet_names("HelloWorld");
   create.add_chainlet_names("RandInt");
-  ASSERT_TRUE(registry.CreateChain(create).ok());
+  ASSERT_TRUE(core.registry().CreateChain(create).ok());
 
   Metrics metrics;
-  RestGateway gateway(RestGatewayOptions{ApiKeys(), 0, 4096}, &metrics, clock);
-  gateway.SetManagement(&management);
+  RestGateway gateway(RestGatewayOptions{ApiKeys(), 0, 4096}, &metrics, core.clock());
+  gateway.SetManagement(&core.management());
 
   const std::set<int> expected_codes = {200, 400, 404, 405, 409, 413, 429};
   std::mt19937_64 rng(20261123);
@@ -116,7 +105,7 @@ TEST(RestFuzzTest, MutatedRequestsGetJsonAnswersAndLeaveValidSettings) {
   EXPECT_GT(seen[200], 0) << "some mutations must still be valid requests";
   EXPECT_GT(seen[400], 0);
   // Nothing invalid was ever stored.
-  const StoreSnapshot snapshot = store->ReadSnapshot().value();
+  const StoreSnapshot snapshot = core.store().ReadSnapshot().value();
   for (const v1::ChainletState& state : snapshot.chainlets) {
     const AutoscalingSettings settings =
         Merge(DefaultSettings(state.key().env_name()), UpdateFromProto(state.settings()));
