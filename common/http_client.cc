@@ -28,12 +28,13 @@ void Exchange(Stream& stream, const http::request<http::string_body>& message,
               beast::error_code* result) {
   http::async_write(stream, message, [&stream, &buffer, &parser, result](beast::error_code ec,
                                                                           size_t) {
-    if (ec) {
-      *result = ec;
-      return;
-    }
+    // A server may answer before it has read the whole body (413 for a body over its
+    // limit) and close; the write then fails, but the answer can still be read, as curl
+    // does. The write's error stands only when there is no answer.
     http::async_read(stream, buffer, parser,
-                     [result](beast::error_code read_error, size_t) { *result = read_error; });
+                     [result, ec](beast::error_code read_error, size_t) {
+                       *result = ec && read_error ? ec : read_error;
+                     });
   });
 }
 
