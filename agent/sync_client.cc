@@ -99,6 +99,7 @@ grpc::Status SyncClient::RunStream(Backoff& backoff) {
     ++stats_.streams;
     stream_over_ = false;
     ack_.reset();
+    chunk_ack_.reset();
     RequeueInFlightLocked();  // whatever the last stream did not get acknowledged
   }
   std::unique_ptr<Stream> stream = stub_->Sync(&context);
@@ -119,6 +120,7 @@ grpc::Status SyncClient::RunStream(Backoff& backoff) {
 
   parts_.clear();
   snapshot_.clear();
+  snapshot_chunks_ = 0;
   v1::SyncResponse response;
   while (stream->Read(&response)) {
     backoff.Reset();
@@ -143,7 +145,13 @@ void SyncClient::Handle(const v1::SyncResponse& response) {
     case v1::SyncResponse::kSnapshot: {
       const v1::SyncSnapshot& chunk = response.snapshot();
       snapshot_.insert(snapshot_.end(), chunk.chainlets().begin(), chunk.chainlets().end());
-      if (!chunk.last_chunk()) return;
+      if (!chunk.last_chunk()) {
+        ++snapshot_chunks_;
+        absl::MutexLock lock(&mu_);
+        chunk_ack_ = snapshot_chunks_;
+        return;
+      }
+      snapshot_chunks_ = 0;
       if (!cache_->cluster_id().empty() && cache_->cluster_id() != chunk.cluster_id()) {
         LogWarning("control plane has a new cluster id; state replaced",
                    {{"old", cache_->cluster_id()}, {"new", chunk.cluster_id()}});
@@ -225,9 +233,11 @@ void SyncClient::RequeueInFlightLocked() {
 }
 
 std::optional<v1::SyncRequest> SyncClient::NextWriteLocked() {
-  if (ack_.has_value()) {
+  if (ack_.has_value() || chunk_ack_.has_value()) {
     v1::SyncRequest request;
-    request.mutable_ack()->set_revision(*std::exchange(ack_, std::nullopt));
+    request.mutable_ack()->set_revision(std::exchange(ack_, std::nullopt).value_or(0));
+    request.mutable_ack()->set_snapshot_chunks(
+        std::exchange(chunk_ack_, std::nullopt).value_or(0));
     return request;
   }
   if (in_flight_sequence_.has_value() || outbox_.empty()) return std::nullopt;
@@ -256,6 +266,7 @@ void SyncClient::WriteLoop(Stream* stream, int64_t generation) {
       absl::MutexLock lock(&mu_);
       auto ready = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
         return stopping_ || stream_over_ || generation_ != generation || ack_.has_value() ||
+               chunk_ack_.has_value() ||
                (!in_flight_sequence_.has_value() && !outbox_.empty());
       };
       mu_.Await(absl::Condition(&ready));

@@ -98,6 +98,9 @@ class SyncClient {
   bool stream_up_ ABSL_GUARDED_BY(mu_) = false;  // the hello was written
   bool stream_over_ ABSL_GUARDED_BY(mu_) = false;  // the writer must stop
   std::optional<int64_t> ack_ ABSL_GUARDED_BY(mu_);  // the latest ack to send
+  // Snapshot chunks received, to acknowledge: the control plane sends a few ahead only.
+  std::optional<int> chunk_ack_ ABSL_GUARDED_BY(mu_);
+  int snapshot_chunks_ = 0;  // reader thread only: chunks of the snapshot in progress
   // Decisions to send, latest per chainlet, and the ones sent and not yet acknowledged.
   absl::flat_hash_map<std::string, v1::ScalingDecision> outbox_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, v1::ScalingDecision> in_flight_ ABSL_GUARDED_BY(mu_);

@@ -155,9 +155,17 @@ void SyncHub::Unsubscribe(SubscriptionId id) {
   LogInfo("agent unsubscribed", {{"agent_id", agent_id}});
 }
 
+bool SyncHub::SnapshotWindowFullLocked(const Subscription& s) const {
+  return s.snapshot != nullptr &&
+         s.snapshot_chunks_sent - s.snapshot_chunks_acked >= options_.snapshot_window_chunks;
+}
+
 bool SyncHub::HasWorkLocked(const Subscription& s) const {
-  return !s.pending.empty() || s.decisions_ack.has_value() || s.snapshot_needed ||
-         s.snapshot != nullptr || s.read_revision < head_ || s.progress_due;
+  if (s.decisions_ack.has_value() || !s.pending.empty()) return true;
+  // Nothing else goes before the snapshot in progress, which waits for acks.
+  if (SnapshotWindowFullLocked(s)) return false;
+  return s.snapshot_needed || s.snapshot != nullptr || s.read_revision < head_ ||
+         s.progress_due;
 }
 
 void SyncHub::MaybeQueueLocked(SubscriptionId id, Subscription& s) {
@@ -174,7 +182,7 @@ void SyncHub::WriteDone(SubscriptionId id) {
   MaybeQueueLocked(id, it->second);
 }
 
-absl::Status SyncHub::Ack(SubscriptionId id, int64_t revision) {
+absl::Status SyncHub::Ack(SubscriptionId id, int64_t revision, int snapshot_chunks) {
   absl::MutexLock lock(&mu_);
   auto it = subscriptions_.find(id);
   if (it == subscriptions_.end()) return absl::OkStatus();
@@ -185,6 +193,10 @@ absl::Status SyncHub::Ack(SubscriptionId id, int64_t revision) {
         s.highest_sent, " only"));
   }
   s.acked_revision = std::max(s.acked_revision, revision);
+  if (snapshot_chunks > s.snapshot_chunks_acked) {
+    s.snapshot_chunks_acked = std::min(snapshot_chunks, s.snapshot_chunks_sent);
+    MaybeQueueLocked(id, s);
+  }
   return absl::OkStatus();
 }
 
@@ -372,8 +384,12 @@ void SyncHub::Serve(SubscriptionId id) {
         s.pending_revisions.pop_front();
         s.sent_revision = s.pending.empty() ? s.read_revision : after;
         s.highest_sent = std::max(s.highest_sent, message->change().revision());
+      } else if (SnapshotWindowFullLocked(s)) {
+        s.busy = false;  // the agent's next chunk ack queues it again
+        return;
       } else if (s.snapshot_needed || s.snapshot != nullptr) {
         make_reader = s.snapshot == nullptr;
+        if (make_reader) s.snapshot_chunks_sent = s.snapshot_chunks_acked = 0;
         s.snapshot_needed = false;
         reader = std::move(s.snapshot);
         selector = s.selector;
@@ -434,6 +450,7 @@ void SyncHub::Serve(SubscriptionId id) {
           } else {
             s.snapshot = std::move(reader);
           }
+          ++s.snapshot_chunks_sent;
           s.writing = true;
         } else {
           LogError("sync stream cannot read the store",

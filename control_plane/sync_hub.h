@@ -59,6 +59,8 @@ struct SyncHubOptions {
   // Snapshot chunks are smaller: a stream holds about three times its chunk in memory
   // while it is written, and a snapshot is many chunks anyway.
   size_t snapshot_chunk_bytes = 256 << 10;
+  // Snapshot chunks sent ahead of the agent's acknowledged count (SyncAck.snapshot_chunks).
+  int snapshot_window_chunks = 4;
   int log_read_batch = 256;                // log entries read per store read...
   size_t log_read_bytes = 1 << 20;         // ...and bytes: bounds what a stream holds
   size_t change_cache_bytes = 64 << 20;    // recent changes kept for every subscription
@@ -97,7 +99,10 @@ class SyncHub {
   void WriteDone(SubscriptionId id) ABSL_LOCKS_EXCLUDED(mu_);
   // The agent applied everything up to `revision`. INVALID_ARGUMENT when that is above
   // every revision sent on the stream (the stream must end).
-  absl::Status Ack(SubscriptionId id, int64_t revision) ABSL_LOCKS_EXCLUDED(mu_);
+  // `snapshot_chunks`: chunks of the snapshot in progress the agent has received; it
+  // opens the window for the next ones (a count above what was sent counts as what was).
+  absl::Status Ack(SubscriptionId id, int64_t revision, int snapshot_chunks = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Decisions the agent sends back: each is validated (range, reason size, the agent
   // serving its environment), the valid ones are stored, and the agent is sent a
   // decisions_ack for `decisions.sequence()` once they are. `resume` runs when the hub can
@@ -138,6 +143,8 @@ class SyncHub {
     std::deque<int64_t> pending_revisions;  // sent_revision after each pending message
     bool snapshot_needed = false;
     std::unique_ptr<StoreSnapshotReader> snapshot;  // being sent, chunk by chunk
+    int snapshot_chunks_sent = 0;   // of the snapshot in progress
+    int snapshot_chunks_acked = 0;  // ... that the agent said it received
     std::optional<v1::SyncDecisionsAck> decisions_ack;
     bool progress_due = false;
     bool writing = false;   // a message is being written
@@ -151,6 +158,9 @@ class SyncHub {
   // Queues `id` when it may have something to send and nobody works on it.
   void MaybeQueueLocked(SubscriptionId id, Subscription& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWorkLocked(const Subscription& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A snapshot is in progress and as far ahead of the agent's acks as it may go.
+  bool SnapshotWindowFullLocked(const Subscription& s) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Prepares and sends the next message of `id`, reading the store without the lock.
   void Serve(SubscriptionId id) ABSL_LOCKS_EXCLUDED(mu_);
   // The changes after `after` up to the head, from the cache when it holds them; empty

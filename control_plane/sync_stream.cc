@@ -99,7 +99,8 @@ bool SyncStream::Handle(const v1::SyncRequest& request) {
   }
   switch (request.kind_case()) {
     case v1::SyncRequest::kAck:
-      if (absl::Status s = hub_->Ack(*subscription, request.ack().revision()); !s.ok()) {
+      if (absl::Status s = hub_->Ack(*subscription, request.ack().revision(),
+                                       request.ack().snapshot_chunks()); !s.ok()) {
         End(ToGrpcStatus(s));
         return false;
       }

@@ -298,14 +298,49 @@ class SyncScaleTest(unittest.TestCase):
         print("\nsync/large change: 64 000 removals in one revision applied whole; "
               "a later update ACCEPTED")
 
-    def test_agents_that_stop_reading_cost_bounded_memory(self):
-        # 100 000 chainlets; ten streams say hello and then read nothing while their
-        # snapshots are due. Memory must not grow by a snapshot per stream.
+    def create_100_000_chainlets(self):
         names = ["chainlet-%03d" % i for i in range(500)]
         for c in range(100):
             self.stub.CreateChain(cp.CreateChainRequest(chain_id="c%03d" % c,
                                                         chainlet_names=names),
                                   metadata=AUTH, timeout=TIMEOUT)
+
+    def test_a_snapshot_runs_at_most_four_chunks_ahead_of_the_agents_acks(self):
+        # The control plane, not the transport, bounds what a stream may have in flight:
+        # chunks beyond the window wait for SyncAck.snapshot_chunks.
+        self.create_100_000_chainlets()
+        stream = RawSync(self.cp.address, "slow-reader")
+        self.cleanup.append(stream.close)
+
+        def chunks():
+            return [m.snapshot for m in list(stream.received) if m.HasField("snapshot")]
+
+        def barrier(sequence):
+            # Answers come in order: whatever was sent before this decisions ack is here.
+            stream.send(cp.SyncRequest(decisions=cp.SyncDecisions(sequence=sequence)))
+            self.assertTrue(wait_for(lambda: any(a.sequence == sequence
+                                                 for a in stream.decisions_acks())))
+
+        acked, rounds = 0, 0
+        while not any(c.last_chunk for c in chunks()) and rounds < 100:
+            rounds += 1
+            self.assertTrue(wait_for(lambda: len(chunks()) >= acked + 4 or
+                                     any(c.last_chunk for c in chunks())))
+            barrier(rounds)
+            received = len(chunks())
+            if not any(c.last_chunk for c in chunks()):
+                self.assertEqual(received, acked + 4, "chunks beyond the window were sent")
+            acked = received
+            stream.send(cp.SyncRequest(ack=cp.SyncAck(revision=0, snapshot_chunks=acked)))
+        self.assertTrue(any(c.last_chunk for c in chunks()), "the snapshot never completed")
+        self.assertEqual(sum(len(c.chainlets) for c in chunks()), 100_000)
+        print("\nsync/snapshot window: %d chunks in %d rounds, never more than 4 ahead of "
+              "the acks" % (len(chunks()), rounds))
+
+    def test_agents_that_stop_reading_cost_bounded_memory(self):
+        # 100 000 chainlets; ten streams say hello and then read nothing while their
+        # snapshots are due. Memory must not grow by a snapshot per stream.
+        self.create_100_000_chainlets()
         # Poll RSS until it stops moving: first after the writes (flushes and compactions
         # of 100 000 chainlets are not the streams' cost), then with the streams open.
         def settle():
