@@ -142,6 +142,34 @@ class AgentSystemTest(unittest.TestCase):
                 metadata=AUTH, timeout=TIMEOUT)
             return env.chainlet_settings[0].decision
 
+    def test_a_watch_on_a_new_chain_hears_each_decision_once(self):
+        # A watch opened right after a chain is created, on a running agent: the starting
+        # point once, then nothing while the count holds (no repeat of the same count),
+        # and no talk of a stored decision where none was stored.
+        agent, stub = self.start_agent()
+        with grpc.insecure_channel(self.cp.address) as channel:
+            control = cp_grpc.ControlPlaneStub(channel)
+            control.DeleteChain(cp.DeleteChainRequest(chain_id="demo"), metadata=AUTH,
+                                timeout=TIMEOUT)
+            control.CreateChain(cp.CreateChainRequest(chain_id="demo",
+                                                      chainlet_names=["HelloWorld"]),
+                                metadata=AUTH, timeout=TIMEOUT)
+        watch = Watch(agent.address)
+        try:
+            self.assertTrue(wait_for(lambda: watch.latest() is not None))
+            first = self.decision(stub).decided_at.ToNanoseconds()
+            # Twenty ticks of 100 ms with no load: the decision is held all along.
+            self.assertTrue(wait_for(
+                lambda: self.decision(stub).decided_at.ToNanoseconds() >= first + 2 * 10**9,
+                timeout=30))
+            heard = watch.since(0)
+        finally:
+            watch.close()
+        self.assertEqual(len(heard), 1, [(d.desired_replicas, d.status, d.reason)
+                                         for d in heard])
+        self.assertEqual(heard[0].desired_replicas, 0)
+        self.assertNotIn("stored decision", heard[0].reason)
+
     def test_scale_up_then_capped_delayed_steps_down_to_zero(self):
         agent, stub = self.start_agent()
         watch = Watch(agent.address)
