@@ -282,7 +282,7 @@ TEST(SimulationRequestTest, JsonPrintsEveryMeterWithProtoNames) {
   absl::StatusOr<v1::SimulationResult> r = RunJson(R"({"pattern": "constant:0",
       "duration_seconds": 5, "max_points": 0})");
   ASSERT_TRUE(r.ok()) << r.status();
-  const std::string json = SimulationJson(*r);
+  const std::string json = ProtoJson(*r);
   for (const char* name : {"\"replica_seconds\":0", "\"idle_replica_seconds\":0",
                            "\"queued_request_seconds\":0", "\"cold_starts\":0",
                            "\"scale_events\":0", "\"capped_seconds\":0", "\"seconds\":5"}) {

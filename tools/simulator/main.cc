@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
     return absl::IsInvalidArgument(result.status()) ? 2 : 1;
   }
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << chainscale::SimulationJson(*result);
+    std::cout << chainscale::ProtoJson(*result);
   } else {
     chainscale::PrintText(*request, *result, std::cout);
   }

@@ -203,7 +203,7 @@ absl::StatusOr<v1::SimulationRequest> SimulationRequestFromJson(absl::string_vie
   return request;
 }
 
-std::string SimulationJson(const google::protobuf::Message& message) {
+std::string ProtoJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;

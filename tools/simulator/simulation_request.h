@@ -40,8 +40,9 @@ absl::StatusOr<v1::SimulationResult> RunSimulationRequest(const v1::SimulationRe
 // saying what is wrong.
 absl::StatusOr<v1::SimulationRequest> SimulationRequestFromJson(absl::string_view json);
 
-// `message` as JSON with proto field names and zero values printed, ending with a newline.
-std::string SimulationJson(const google::protobuf::Message& message);
+// `message` as JSON with proto field names and zero values printed, ending with a newline:
+// as the console's API and chainscale-simulate --json print it.
+std::string ProtoJson(const google::protobuf::Message& message);
 
 }  // namespace chainscale
 
