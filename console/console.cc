@@ -1,11 +1,7 @@
 #include "console/console.h"
 
-#include <vector>
-
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "console/console_assets.h"
 #include "tools/simulator/scenarios.h"
 
@@ -13,7 +9,7 @@ namespace chainscale {
 namespace {
 
 constexpr absl::string_view kAssetPrefix = "/console/";
-constexpr absl::string_view kReadPrefix = "/v1/console/";
+constexpr absl::string_view kSessionPath = "/v1/console/session";
 
 // The page may load its own scripts and styles only, and no other site may frame it.
 const std::map<std::string, std::string>& PageHeaders() {
@@ -69,19 +65,54 @@ class Running {
 
 Console::Console(ConsoleOptions options) : options_(std::move(options)) {}
 
-bool Console::Serves(const std::string& path) {
-  return path == "/" || absl::StartsWith(path, kAssetPrefix) ||
-         absl::StartsWith(path, kReadPrefix) || path == "/v1/simulations" ||
-         path == "/v1/simulations/scenarios";
+const std::vector<Console::Path>& Console::Paths() {
+  static const auto* paths = new std::vector<Path>{
+      {"/", false, "GET"},
+      {"/console/", true, "GET"},
+      {"/v1/console/session", false, "GET"},
+      {"/v1/simulations", false, "POST"},
+      {"/v1/simulations/scenarios", false, "GET"},
+  };
+  return *paths;
 }
 
 ConsoleResponse Console::Handle(const ConsoleRequest& request) {
+  if (std::optional<ConsoleResponse> refused = Admit(request)) return *std::move(refused);
+  return Respond(request);
+}
+
+std::optional<ConsoleResponse> Console::Admit(const ConsoleRequest& head) const {
+  const std::string& path = head.path;
+  const char* method = path == "/v1/simulations" ? "POST" : "GET";
+  if (head.method != method && !(head.method == "HEAD" && absl::string_view(method) == "GET")) {
+    return MethodNotAllowed(method);
+  }
+  // Pages, assets and the session need no key: they hold no data.
+  if (path == "/" || absl::StartsWith(path, kAssetPrefix) || path == kSessionPath) {
+    return std::nullopt;
+  }
+  if (head.body.size() > options_.max_body_bytes) {
+    ConsoleResponse response = Error(absl::InvalidArgumentError(absl::StrCat(
+        "the request body is larger than ", options_.max_body_bytes, " bytes")));
+    response.http_status = 413;
+    return response;
+  }
+  if (!options_.api_keys.empty()) {
+    if (absl::Status key = options_.api_keys.Check(head.authorization); !key.ok()) {
+      ConsoleResponse response = Error(key);
+      response.headers["WWW-Authenticate"] = "Api-Key";
+      return response;
+    }
+  }
+  return std::nullopt;
+}
+
+ConsoleResponse Console::Respond(const ConsoleRequest& request) {
   const std::string& path = request.path;
-  // Pages and assets need no key: they hold no data.
   if (path == "/" || absl::StartsWith(path, kAssetPrefix)) {
-    if (request.method != "GET" && request.method != "HEAD") return MethodNotAllowed("GET");
-    const ConsoleAsset* asset = FindConsoleAsset(
-        path == "/" ? absl::string_view("index.html") : absl::string_view(path).substr(kAssetPrefix.size()));
+    const ConsoleAsset* asset =
+        FindConsoleAsset(path == "/" ? absl::string_view("index.html")
+                                     : absl::string_view(path).substr(kAssetPrefix.size()));
     if (asset == nullptr) return Error(absl::NotFoundError(absl::StrCat("no such page: ", path)));
     ConsoleResponse response;
     response.content_type = std::string(asset->content_type);
@@ -89,70 +120,26 @@ ConsoleResponse Console::Handle(const ConsoleRequest& request) {
     response.headers = PageHeaders();
     return response;
   }
-  const bool open = options_.api_keys.empty();
-  const absl::Status key = open ? absl::OkStatus() : options_.api_keys.Check(request.authorization);
-  if (path == "/v1/console/session") {
-    if (request.method != "GET") return MethodNotAllowed("GET");
+  if (path == kSessionPath) {
+    const bool open = options_.api_keys.empty();
+    const bool authenticated = open || options_.api_keys.Check(request.authorization).ok();
     ConsoleResponse response;
     response.content_type = "application/json";
     response.body = absl::StrCat("{\"auth\":\"", open ? "none" : "api_key",
-                                 "\",\"authenticated\":", key.ok() ? "true" : "false", "}\n");
+                                 "\",\"authenticated\":", authenticated ? "true" : "false",
+                                 "}\n");
     return response;
   }
-  if (request.body.size() > options_.max_body_bytes) {
-    ConsoleResponse response = Error(absl::InvalidArgumentError(absl::StrCat(
-        "the request body is larger than ", options_.max_body_bytes, " bytes")));
-    response.http_status = 413;
-    return response;
-  }
-  if (!key.ok()) {
-    ConsoleResponse response = Error(key);
-    response.headers["WWW-Authenticate"] = "Api-Key";
-    return response;
-  }
-  absl::StatusOr<ConsoleResponse> response;
-  if (path == "/v1/simulations") {
-    if (request.method != "POST") return MethodNotAllowed("POST");
-    response = Simulate(request);
-  } else if (path == "/v1/simulations/scenarios") {
-    if (request.method != "GET") return MethodNotAllowed("GET");
+  if (path == "/v1/simulations/scenarios") {
     v1::ListSimulationScenariosResponse scenarios;
     for (const v1::SimulationScenario& s : SimulationScenarios()) *scenarios.add_scenarios() = s;
-    response = Json(scenarios);
-  } else {
-    if (request.method != "GET") return MethodNotAllowed("GET");
-    response = Read(request);
+    return Json(scenarios);
   }
-  return response.ok() ? *std::move(response) : Error(response.status());
-}
-
-absl::StatusOr<ConsoleResponse> Console::Read(const ConsoleRequest& request) const {
-  const Registry* registry = registry_.load();
-  if (registry == nullptr) {
-    return absl::UnavailableError("the control plane is still opening its store");
+  if (path == "/v1/simulations") {
+    absl::StatusOr<ConsoleResponse> response = Simulate(request);
+    return response.ok() ? *std::move(response) : Error(response.status());
   }
-  // chains, chains/{chain_id} or chains/{chain_id}/environments/{env_name}
-  const std::vector<absl::string_view> parts =
-      absl::StrSplit(absl::string_view(request.path).substr(kReadPrefix.size()), '/');
-  if (parts.size() == 1 && parts[0] == "chains") {
-    v1::ListChainsRequest list;
-    if (auto it = request.query.find("page_token"); it != request.query.end()) {
-      list.set_page_token(it->second);
-    }
-    if (auto it = request.query.find("page_size"); it != request.query.end()) {
-      int32_t size;
-      if (!absl::SimpleAtoi(it->second, &size)) {
-        return absl::InvalidArgumentError("page_size must be a whole number");
-      }
-      list.set_page_size(size);
-    }
-    return JsonOr(registry->ListChains(list));
-  }
-  if (parts.size() == 2 && parts[0] == "chains") return JsonOr(registry->GetChain(parts[1]));
-  if (parts.size() == 4 && parts[0] == "chains" && parts[2] == "environments") {
-    return JsonOr(registry->GetChainEnvironment(parts[1], parts[3]));
-  }
-  return absl::NotFoundError(absl::StrCat("no such path: ", request.path));
+  return Error(absl::NotFoundError(absl::StrCat("no such path: ", path)));
 }
 
 absl::StatusOr<ConsoleResponse> Console::Simulate(const ConsoleRequest& request) {

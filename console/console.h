@@ -1,29 +1,27 @@
 // Console: the web console the control plane serves on its HTTP port (DESIGN §13), as a
 // pure function of the request so it is tested without sockets:
-//   GET  /                                   the page; GET /console/NAME its assets
-//   GET  /v1/console/session                 {"auth", "authenticated"}: whether a key is
-//                                            wanted and the one sent is good (always 200)
-//   GET  /v1/console/chains[?page_token=]    ListChains, as JSON
-//   GET  /v1/console/chains/{chain_id}       GetChain
-//   GET  /v1/console/chains/{chain_id}/environments/{env_name}
-//                                            GetChainEnvironment: settings, revisions and
-//                                            the stored decisions
-//   POST /v1/simulations                     a SimulationRequest, run here on the agents'
-//                                            decision code; answers a SimulationResult
-//   GET  /v1/simulations/scenarios           the ready-made scenarios
-// Writes go through Baseten's PATCH on the REST gateway. JSON uses proto field names.
-// The /v1/ calls need a management key as the REST gateway does (unless none is
+//   GET  /                            the page; GET /console/NAME its assets
+//   GET  /v1/console/session          {"auth", "authenticated"}: whether a key is wanted
+//                                     and the one sent is good (always 200, so the page
+//                                     asks for a key without a failed request)
+//   POST /v1/simulations              a SimulationRequest, run here on the agents'
+//                                     decision code; answers a SimulationResult
+//   GET  /v1/simulations/scenarios    the ready-made scenarios
+// The page reads chains, environments, settings and stored decisions, and writes
+// settings, through the REST gateway (Baseten's paths). JSON uses proto field names. The
+// /v1/simulations calls need a management key as the REST gateway does (unless none is
 // configured); errors come back as statuses for the HTTP glue to render.
 #ifndef CHAINSCALE_CONSOLE_CONSOLE_H_
 #define CHAINSCALE_CONSOLE_CONSOLE_H_
 
 #include <atomic>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/auth.h"
-#include "control_plane/registry.h"
 #include "tools/simulator/simulation_request.h"
 
 namespace chainscale {
@@ -39,7 +37,6 @@ struct ConsoleOptions {
 struct ConsoleRequest {
   std::string method;
   std::string path;  // without the query string
-  std::map<std::string, std::string> query;
   std::string authorization;  // the Authorization header, possibly empty
   std::string body;
 };
@@ -58,24 +55,31 @@ class Console {
  public:
   explicit Console(ConsoleOptions options);
 
-  // Null until the store is open (reads then answer UNAVAILABLE); must outlive its use.
-  void SetRegistry(const Registry* registry) { registry_.store(registry); }
+  // The paths Handle answers, for the HTTP glue to route here: each exact or a prefix,
+  // with the one method it serves (HEAD goes where GET does).
+  struct Path {
+    const char* path;
+    bool prefix;
+    const char* method;
+  };
+  static const std::vector<Path>& Paths();
 
-  // True for the paths Handle answers, so the HTTP glue can route them here.
-  static bool Serves(const std::string& path);
-
-  // The answer, or an error: NOT_FOUND, UNAUTHENTICATED (with WWW-Authenticate),
-  // INVALID_ARGUMENT (with field violations; 413 for a body over the limit),
-  // RESOURCE_EXHAUSTED (too many simulations at once), UNAVAILABLE (store not open yet),
-  // 405 with Allow for a wrong method.
+  // Admit, then Respond.
   ConsoleResponse Handle(const ConsoleRequest& request);
 
+  // What is decided before a body is read (the request's body may still be empty): 405
+  // with Allow for a wrong method, 413 for a declared body over the limit,
+  // UNAUTHENTICATED (with WWW-Authenticate) without a good key on the calls that need
+  // one. Nothing when the request may go on.
+  std::optional<ConsoleResponse> Admit(const ConsoleRequest& head) const;
+  // The answer to an admitted request, or an error: NOT_FOUND, INVALID_ARGUMENT (with
+  // field violations), RESOURCE_EXHAUSTED (too many simulations at once).
+  ConsoleResponse Respond(const ConsoleRequest& request);
+
  private:
-  absl::StatusOr<ConsoleResponse> Read(const ConsoleRequest& request) const;
   absl::StatusOr<ConsoleResponse> Simulate(const ConsoleRequest& request);
 
   const ConsoleOptions options_;
-  std::atomic<const Registry*> registry_{nullptr};
   std::atomic<int> running_simulations_{0};
 };
 

@@ -174,6 +174,8 @@ function route() {
     current = mountSimulator(parts[1]);
   } else if (parts[0] === "chains" && parts[1] && parts[2]) {
     current = mountEnvironment(parts[1], parts[2], parts[3]);
+  } else if (parts[0] === "chains" && parts[1]) {
+    current = mountChain(parts[1]);
   } else {
     current = mountChains();
   }
@@ -188,45 +190,61 @@ function showError(container, error) {
 // ---------------------------------------------------------------------------------------
 // Chains
 
+const chainPath = (chainId) => `/v1/chains/${encodeURIComponent(chainId)}`;
+const envPath = (chainId, envName) =>
+  `${chainPath(chainId)}/environments/${encodeURIComponent(envName)}`;
+const envHash = (chainId, envName) =>
+  `#/chains/${encodeURIComponent(chainId)}/${encodeURIComponent(envName)}`;
+
+// The chains, each with its environments (read for the first ENV_LOOKUPS chains; the
+// others link to their chain).
+const ENV_LOOKUPS = 25;
+
 function mountChains() {
   const root = h("section", { id: "chains-view" },
     h("h1", {}, "Chains"),
     h("p", { class: "lede" }, "Every chain this control plane stores, with its environments. ",
       "Open an environment to see its chainlets' settings and live decisions."));
   const table = h("table", { class: "list", id: "chains-table" },
-    h("thead", {}, h("tr", {}, h("th", {}, "Chain"), h("th", {}, "Name"),
-      h("th", {}, "Chainlets"), h("th", {}, "Environments"))));
+    h("thead", {}, h("tr", {}, ["Chain", "Name", "Created", "Environments"]
+      .map((t) => h("th", {}, t)))));
   const body = h("tbody");
   table.append(body);
-  const more = h("button", { class: "secondary", hidden: true }, "More chains");
-  root.append(table, more);
+  root.append(table);
   view().append(root);
-  let token = "";
-  async function load() {
-    try {
-      const page = await api("GET", `/v1/console/chains?page_token=${encodeURIComponent(token)}`);
-      for (const chain of page.chains || []) {
-        body.append(h("tr", { dataset: { chain: chain.chain_id } },
-          h("td", {}, h("code", {}, chain.chain_id)),
-          h("td", {}, chain.name),
-          h("td", {}, (chain.chainlet_names || []).join(", ")),
-          h("td", {}, (chain.environments || []).map((env) => h("a", {
-            class: "env-link",
-            href: `#/chains/${encodeURIComponent(chain.chain_id)}/${encodeURIComponent(env)}`,
-          }, env)))));
-      }
-      if (!body.children.length) {
-        body.append(h("tr", {}, h("td", { colspan: 4, class: "empty" },
-          "No chains yet: create one with CreateChain (grpcurl, the CLI or a client).")));
-      }
-      token = page.next_page_token || "";
-      more.hidden = !token;
-    } catch (e) {
-      showError(root, e);
+  api("GET", "/v1/chains").then((answer) => {
+    const chains = answer.chains || [];
+    if (!chains.length) {
+      body.append(h("tr", {}, h("td", { colspan: 4, class: "empty" },
+        "No chains yet: create one with CreateChain (grpcurl, the CLI or a client).")));
     }
-  }
-  more.addEventListener("click", load);
-  load();
+    chains.forEach((chain, i) => {
+      const envs = h("td", {}, h("a", { href: `#/chains/${encodeURIComponent(chain.id)}` }, "open"));
+      body.append(h("tr", { dataset: { chain: chain.id } },
+        h("td", {}, h("code", {}, chain.id)),
+        h("td", {}, chain.name),
+        h("td", {}, chain.created_at ? new Date(chain.created_at).toLocaleString() : ""),
+        envs));
+      if (i >= ENV_LOOKUPS) return;
+      api("GET", `${chainPath(chain.id)}/environments`).then((list) => {
+        envs.replaceChildren(...(list.environments || []).map((env) =>
+          h("a", { class: "env-link", href: envHash(chain.id, env.name) }, env.name)));
+      }).catch((e) => showError(envs, e));
+    });
+  }).catch((e) => showError(root, e));
+  return {};
+}
+
+// A chain without an environment named: its production environment, or its first.
+function mountChain(chainId) {
+  const root = h("section", { id: "chain-view" }, h("h1", {}, h("a", { href: "#/chains" }, "Chains"),
+    " / ", h("code", {}, chainId)));
+  view().append(root);
+  api("GET", `${chainPath(chainId)}/environments`).then((list) => {
+    const names = (list.environments || []).map((env) => env.name);
+    const name = names.includes("production") ? "production" : names[0];
+    if (name) location.replace(envHash(chainId, name));
+  }).catch((e) => showError(root, e));
   return {};
 }
 
@@ -271,12 +289,10 @@ function mountEnvironment(chainId, envName, selectedName) {
   let selected = selectedName || "";
   let timer = null;
 
-  api("GET", `/v1/console/chains/${encodeURIComponent(chainId)}`).then((chain) => {
-    for (const env of chain.environments || []) {
-      tabs.append(h("a", {
-        href: `#/chains/${encodeURIComponent(chainId)}/${encodeURIComponent(env)}`,
-        class: env === envName ? "active" : "",
-      }, env));
+  api("GET", `${chainPath(chainId)}/environments`).then((list) => {
+    for (const env of list.environments || []) {
+      tabs.append(h("a", { href: envHash(chainId, env.name),
+        class: env.name === envName ? "active" : "" }, env.name));
     }
   }).catch((e) => showError(errors, e));
 
@@ -320,7 +336,7 @@ function mountEnvironment(chainId, envName, selectedName) {
         onclick: (e) => {
           e.stopPropagation();
           select(c.chainlet_name);
-          openConfigure(c);
+          openConfigure(c.chainlet_name);
         },
       }, "Configure")));
       body.append(row);
@@ -349,7 +365,7 @@ function mountEnvironment(chainId, envName, selectedName) {
         h("dt", {}, "Scale-down pending"), h("dd", {}, pendingText(d, s) || "no"),
         h("dt", {}, "Decided"), h("dd", {}, d && d.decided_at
           ? `${new Date(d.decided_at).toLocaleTimeString()} by ${d.agent_id || "an agent"}` : "-"),
-        h("dt", {}, "Settings"), h("dd", {}, SETTINGS.filter((f) => s[f.name] !== undefined)
+        h("dt", {}, "Settings"), h("dd", {}, SETTINGS.filter((f) => s[f.name] != null)
           .map((f) => `${f.name} ${s[f.name]}`).join(", "))),
       chart,
       h("p", { class: "hint" }, "Since this page opened, polled every 2 s: the window average ",
@@ -378,16 +394,22 @@ function mountEnvironment(chainId, envName, selectedName) {
     renderDetail();
   }
 
-  function openConfigure(c) {
-    const panel = configurePanel(chainId, envName, c, poll);
+  // Opens the panel on what is stored now: the environment is read again first.
+  async function openConfigure(name) {
+    await poll();
+    const c = (environment.chainlet_settings || []).find((x) => x.chainlet_name === name);
+    if (!c) return;
+    const panel = configurePanel(chainId, envName, c, environment.revision, async () => {
+      await poll();
+      return environment;
+    });
     configureSlot.replaceChildren(panel);
     panel.querySelector("input:not([disabled])").focus();
   }
 
   async function poll() {
     try {
-      environment = await api("GET",
-        `/v1/console/chains/${encodeURIComponent(chainId)}/environments/${encodeURIComponent(envName)}`);
+      environment = await api("GET", envPath(chainId, envName));
       errors.replaceChildren();
       record(environment);
       if (!selected && (environment.chainlet_settings || []).length) {
@@ -407,8 +429,12 @@ function mountEnvironment(chainId, envName, selectedName) {
 }
 
 // The Configure panel: every field with its documented range, sent as Baseten's PATCH.
-function configurePanel(chainId, envName, chainlet, onStored) {
-  const stored = chainlet.autoscaling_settings || {};
+// It sends the fields changed since it showed them, conditional on the environment's
+// revision then (a change by someone else in between is refused, not overwritten);
+// `refresh` reads the environment again after a stored update.
+function configurePanel(chainId, envName, chainlet, revision, refresh) {
+  let stored = Object.assign({}, chainlet.autoscaling_settings || {});
+  let baseRevision = revision;
   const development = envName === "development";
   const inputs = {};
   const errors = {};
@@ -419,7 +445,7 @@ function configurePanel(chainId, envName, chainlet, onStored) {
     const fixed = development && FIXED_IN_DEVELOPMENT.includes(f.name);
     const input = h("input", {
       type: "number", id: `field-${f.name}`, name: f.name, min: f.min, max: f.max, step: 1,
-      value: stored[f.name] === undefined ? "" : String(stored[f.name]),
+      value: stored[f.name] == null ? "" : String(stored[f.name]),
       placeholder: f.optional ? "unset" : "", disabled: fixed, "aria-describedby": `help-${f.name}`,
     });
     inputs[f.name] = input;
@@ -467,7 +493,7 @@ function configurePanel(chainId, envName, chainlet, onStored) {
       if (inputs[f.name].disabled) continue;
       if (raw === "") {
         if (f.optional) {
-          if (stored[f.name] !== undefined) reset.push(f.name);
+          if (stored[f.name] != null) reset.push(f.name);
           continue;
         }
         bad = fieldError(f.name, "enter a whole number") || bad;
@@ -487,16 +513,25 @@ function configurePanel(chainId, envName, chainlet, onStored) {
     if (reset.length) update.reset_fields = reset;
     submit.disabled = true;
     try {
-      const answer = await api("PATCH",
-        `/v1/chains/${encodeURIComponent(chainId)}/environments/${encodeURIComponent(envName)}` +
-        "/chainlet_settings/autoscaling_settings", { updates: [update] });
+      const answer = await api("PATCH", `${envPath(chainId, envName)}/chainlet_settings/autoscaling_settings`,
+        { updates: [update], expected_revision: baseRevision });
       result.append(statusBadge(answer.status), " ", h("span", { id: "configure-message" }, answer.message || ""));
       result.dataset.status = answer.status;
-      Object.assign(stored, changed);
-      for (const name of reset) delete stored[name];
-      await onStored();
+      // What is stored now is what the next update starts from.
+      const env = await refresh();
+      const fresh = env && (env.chainlet_settings || []).find((c) => c.chainlet_name === chainlet.chainlet_name);
+      if (fresh) {
+        stored = Object.assign({}, fresh.autoscaling_settings || {});
+        baseRevision = env.revision;
+      }
     } catch (error) {
-      result.dataset.status = "ERROR";
+      result.dataset.status = error.status === 409 ? "CONFLICT" : "ERROR";
+      if (error.status === 409) {
+        result.append(h("p", { class: "error", role: "alert" }, "The environment changed since ",
+          "this panel showed its settings, so nothing was stored: click Configure again to ",
+          `start from the current settings (${error.message}).`));
+        return;
+      }
       const unplaced = [];
       for (const v of error.violations || []) {
         const name = String(v.field || "").split(".").pop();

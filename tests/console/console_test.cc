@@ -1,6 +1,6 @@
 // The console's handlers without sockets: pages and their headers, keys as the REST
-// gateway takes them, the reads with stored decisions, and POST /v1/simulations answering
-// what the simulation core computes.
+// gateway takes them, and POST /v1/simulations answering what the simulation core
+// computes.
 #include "console/console.h"
 
 #include <google/protobuf/util/json_util.h>
@@ -8,12 +8,9 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/notification.h"
 #include "common/field_violations.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/fake_clock.h"
-#include "tests/testing/temp_dir.h"
 #include "tools/simulator/simulation_request.h"
 
 namespace chainscale {
@@ -85,8 +82,7 @@ TEST(ConsoleTest, TheSessionSaysWhetherAKeyIsWantedAndGood) {
 TEST(ConsoleTest, CallsNeedTheManagementKey) {
   Console console(WithKey());
   for (const auto& [method, path] :
-       std::vector<std::pair<std::string, std::string>>{{"GET", "/v1/console/chains"},
-                                                        {"POST", "/v1/simulations"},
+       std::vector<std::pair<std::string, std::string>>{{"POST", "/v1/simulations"},
                                                         {"GET", "/v1/simulations/scenarios"}}) {
     for (const char* authorization : {"", "Api-Key wrong", "Bearer"}) {
       ConsoleResponse r = console.Handle(Request(method, path, "{}", authorization));
@@ -142,69 +138,20 @@ TEST(ConsoleTest, BodiesOverTheLimitAndTooManySimulationsAreRefused) {
             absl::StatusCode::kResourceExhausted);
 }
 
-TEST(ConsoleTest, ReadsShowSettingsRevisionsAndStoredDecisions) {
+TEST(ConsoleTest, EveryPathItListsIsAnswered) {
   Console console(WithKey());
+  for (const Console::Path& p : Console::Paths()) {
+    const std::string path = p.prefix ? std::string(p.path) + "console.js" : p.path;
+    ConsoleResponse r = console.Handle(
+        Request(p.method, path, R"({"pattern": "constant:1", "duration_seconds": 5})"));
+    EXPECT_TRUE(r.error.ok()) << path << ": " << r.error;
+    ConsoleResponse wrong =
+        console.Handle(Request(std::string(p.method) == "GET" ? "DELETE" : "GET", path));
+    EXPECT_EQ(wrong.http_status, 405) << path;
+    EXPECT_EQ(wrong.headers["Allow"], p.method) << path;
+  }
   EXPECT_EQ(console.Handle(Request("GET", "/v1/console/chains")).error.code(),
-            absl::StatusCode::kUnavailable);
-
-  testing::ScopedTempDir dir;
-  testing::FakeClock clock;
-  StoreOptions store_options;
-  store_options.path = dir.str();
-  store_options.sync_writes = false;
-  std::unique_ptr<Store> store = Store::Open(store_options).value();
-  Committer committer(store.get(), nullptr);
-  Registry registry(store.get(), &committer, RegistryOptions{}, clock);
-  v1::CreateChainRequest create;
-  create.set_chain_id("shop");
-  create.add_chainlet_names("Checkout");
-  ASSERT_TRUE(registry.CreateChain(create).ok());
-  v1::ScalingDecision decision;
-  decision.set_chain_id("shop");
-  decision.set_env_name("production");
-  decision.set_chainlet_name("Checkout");
-  decision.set_desired_replicas(3);
-  decision.set_status(v1::ScalingDecision::ACCEPTED);
-  decision.set_reason("scaled up from 1 to 3");
-  absl::Notification stored;
-  std::vector<absl::Status> statuses;
-  committer.StoreDecisions({decision}, [&](const std::vector<absl::Status>& s) {
-    statuses = s;
-    stored.Notify();
-  });
-  ASSERT_TRUE(stored.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  ASSERT_THAT(statuses, ElementsAre(absl::OkStatus()));
-  console.SetRegistry(&registry);
-
-  const auto chains =
-      Parse<v1::ListChainsResponse>(console.Handle(Request("GET", "/v1/console/chains")).body);
-  ASSERT_EQ(chains.chains_size(), 1);
-  EXPECT_EQ(chains.chains(0).chain_id(), "shop");
-  EXPECT_THAT(chains.chains(0).environments(), ElementsAre("development", "production"));
-  const auto chain =
-      Parse<v1::Chain>(console.Handle(Request("GET", "/v1/console/chains/shop")).body);
-  EXPECT_THAT(chain.chainlet_names(), ElementsAre("Checkout"));
-  ConsoleResponse env =
-      console.Handle(Request("GET", "/v1/console/chains/shop/environments/production"));
-  ASSERT_TRUE(env.error.ok()) << env.error;
-  const auto environment = Parse<v1::ChainEnvironment>(env.body);
-  ASSERT_EQ(environment.chainlet_settings_size(), 1);
-  EXPECT_EQ(environment.chainlet_settings(0).decision().desired_replicas(), 3);
-  EXPECT_EQ(environment.chainlet_settings(0).autoscaling_settings().max_replica(), 1);
-  // Zero values are printed, so the page reads every field.
-  EXPECT_THAT(env.body, HasSubstr("\"min_replica\":0"));
-
-  EXPECT_EQ(console.Handle(Request("GET", "/v1/console/chains/nope")).error.code(),
             absl::StatusCode::kNotFound);
-  EXPECT_EQ(console.Handle(Request("GET", "/v1/console/chains/shop/environments/nope"))
-                .error.code(),
-            absl::StatusCode::kNotFound);
-  EXPECT_EQ(console.Handle(Request("GET", "/v1/console/other")).error.code(),
-            absl::StatusCode::kNotFound);
-  ConsoleRequest paged = Request("GET", "/v1/console/chains");
-  paged.query["page_size"] = "many";
-  EXPECT_EQ(console.Handle(paged).error.code(), absl::StatusCode::kInvalidArgument);
-  console.SetRegistry(nullptr);
 }
 
 }  // namespace
