@@ -121,13 +121,12 @@ ConsoleResponse Console::Respond(const ConsoleRequest& request) {
     return response;
   }
   if (path == kSessionPath) {
-    const bool open = options_.api_keys.empty();
-    const bool authenticated = open || options_.api_keys.Check(request.authorization).ok();
+    // Whether a key is wanted, never whether one is good: that would let anyone test keys
+    // past the REST gateway's limit on failed keys.
     ConsoleResponse response;
     response.content_type = "application/json";
-    response.body = absl::StrCat("{\"auth\":\"", open ? "none" : "api_key",
-                                 "\",\"authenticated\":", authenticated ? "true" : "false",
-                                 "}\n");
+    response.body = absl::StrCat("{\"auth\":\"", options_.api_keys.empty() ? "none" : "api_key",
+                                 "\"}\n");
     return response;
   }
   if (path == "/v1/simulations/scenarios") {

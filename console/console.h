@@ -1,9 +1,9 @@
 // Console: the web console the control plane serves on its HTTP port (DESIGN §13), as a
 // pure function of the request so it is tested without sockets:
 //   GET  /                            the page; GET /console/NAME its assets
-//   GET  /v1/console/session          {"auth", "authenticated"}: whether a key is wanted
-//                                     and the one sent is good (always 200, so the page
-//                                     asks for a key without a failed request)
+//   GET  /v1/console/session          {"auth": "api_key" or "none"}: whether a key is
+//                                     wanted, so the page asks for one before its first
+//                                     call instead of after a failed one
 //   POST /v1/simulations              a SimulationRequest, run here on the agents'
 //                                     decision code; answers a SimulationResult
 //   GET  /v1/simulations/scenarios    the ready-made scenarios

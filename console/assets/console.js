@@ -83,18 +83,13 @@ function authHeaders() {
   return key ? { Authorization: `Api-Key ${key}` } : {};
 }
 
-// Asks the control plane whether it wants a key and whether the stored one is good
-// (always 200, so a missing key is no failed request), and prompts until it is.
+// Asks the control plane whether it wants a key, and for one when none is kept yet. A
+// kept key that is refused is asked for again by the call that was refused.
 async function ensureAuthenticated() {
-  for (;;) {
-    const res = await fetch("/v1/console/session", { headers: authHeaders() });
-    const session = await res.json();
-    document.body.dataset.auth = session.auth;
-    if (session.authenticated) return;
-    const had = sessionStorage.getItem(KEY_STORAGE);
-    sessionStorage.removeItem(KEY_STORAGE);
-    await askForKey(had ? "That key was not accepted; try another." : "");
-  }
+  const res = await fetch("/v1/console/session");
+  const session = await res.json();
+  document.body.dataset.auth = session.auth;
+  if (session.auth === "api_key" && !sessionStorage.getItem(KEY_STORAGE)) await askForKey("");
 }
 
 async function api(method, path, body, signal) {
@@ -111,7 +106,8 @@ async function api(method, path, body, signal) {
   }
   if (res.status === 401) {
     sessionStorage.removeItem(KEY_STORAGE);
-    await askForKey((data && data.error && data.error.message) || "A key is needed.");
+    await askForKey(`That key was not accepted (${(data && data.error && data.error.message) ||
+      "401"}); try another.`);
     return api(method, path, body, signal);
   }
   if (!res.ok) throw new ApiError(res.status, (data && data.error) || {});
