@@ -67,11 +67,11 @@ Console::Console(ConsoleOptions options) : options_(std::move(options)) {}
 
 const std::vector<Console::Path>& Console::Paths() {
   static const auto* paths = new std::vector<Path>{
-      {"/", false, "GET"},
-      {"/console/", true, "GET"},
-      {"/v1/console/session", false, "GET"},
-      {"/v1/simulations", false, "POST"},
-      {"/v1/simulations/scenarios", false, "GET"},
+      {"/", false, "GET", false},
+      {"/console/", true, "GET", false},
+      {"/v1/console/session", false, "GET", false},
+      {"/v1/simulations", false, "POST", true},
+      {"/v1/simulations/scenarios", false, "GET", true},
   };
   return *paths;
 }

@@ -56,11 +56,13 @@ class Console {
   explicit Console(ConsoleOptions options);
 
   // The paths Handle answers, for the HTTP glue to route here: each exact or a prefix,
-  // with the one method it serves (HEAD goes where GET does).
+  // with the one method it serves (HEAD goes where GET does) and whether it needs a key
+  // (then the glue admits it as the REST gateway admits its calls, limits included).
   struct Path {
     const char* path;
     bool prefix;
     const char* method;
+    bool needs_key;
   };
   static const std::vector<Path>& Paths();
 

@@ -148,6 +148,10 @@ TEST(ConsoleTest, EveryPathItListsIsAnswered) {
         console.Handle(Request(std::string(p.method) == "GET" ? "DELETE" : "GET", path));
     EXPECT_EQ(wrong.http_status, 405) << path;
     EXPECT_EQ(wrong.headers["Allow"], p.method) << path;
+    // needs_key says which paths the HTTP glue sends through the REST gateway's admission.
+    ConsoleResponse keyless = console.Handle(
+        Request(p.method, path, R"({"pattern": "constant:1", "duration_seconds": 5})", ""));
+    EXPECT_EQ(keyless.error.code() == absl::StatusCode::kUnauthenticated, p.needs_key) << path;
   }
   EXPECT_EQ(console.Handle(Request("GET", "/v1/console/chains")).error.code(),
             absl::StatusCode::kNotFound);
