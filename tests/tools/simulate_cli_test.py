@@ -1,5 +1,6 @@
 """chainscale-simulate as a user runs it: --help lists every flag with the documented
-defaults, the meters in text and JSON, scenarios, sweeps and the errors of bad input."""
+defaults, the meters in text and JSON, scenarios, sweeps, the errors of bad input, and the
+README's session on the bundled sample trace as printed there."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import re
 import subprocess
 import unittest
 
-SOURCE_DIR = os.path.join(os.path.dirname(__file__), "..", "..")
+SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SAMPLE_TRACE = os.path.join(SOURCE_DIR, "tools", "testdata", "sample_trace.csv")
 
 
@@ -107,6 +108,26 @@ class SimulateCliTest(unittest.TestCase):
         out = simulate("--trace", "/nonexistent.csv")
         self.assertEqual(out.returncode, 2)
         self.assertIn("cannot open /nonexistent.csv", out.stderr)
+
+    def test_readme_session_prints_what_the_readme_shows(self):
+        with open(os.path.join(SOURCE_DIR, "README.md")) as f:
+            readme = f.read()
+        match = re.search(r"```sh\n(\./build/tools/chainscale-simulate .*?)```\n```text\n(.*?)```",
+                          readme, re.S)
+        self.assertIsNotNone(match, "README.md shows no chainscale-simulate session")
+        command = match.group(1).replace("\\\n", " ").split()
+        self.assertEqual(command[0], "./build/tools/chainscale-simulate")
+        out = subprocess.run([os.environ["CHAINSCALE_SIMULATE"]] + command[1:], cwd=SOURCE_DIR,
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        # Every line shown appears in the output, in order; "..." stands for lines left out.
+        printed = out.stdout.splitlines()
+        at = 0
+        for line in match.group(2).splitlines():
+            if line == "...":
+                continue
+            self.assertIn(line, printed[at:], "README line not printed (in order): " + line)
+            at = printed.index(line, at) + 1
 
 
 if __name__ == "__main__":
