@@ -12,7 +12,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "system"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "http"))
 from chainscale_process import ControlPlane  # noqa: E402
-from raw_http import Connection, request  # noqa: E402
+from raw_http import Connection, exchange, request  # noqa: E402
 
 KEY = "console-http-key"
 AUTH = ("Authorization", "Api-Key " + KEY)
@@ -32,12 +32,7 @@ class ConsoleHttpTest(unittest.TestCase):
         self.dir.cleanup()
 
     def call(self, method, path, headers=(AUTH,), body=b"", source=None):
-        conn = Connection(self.port, timeout=30, source=source)
-        try:
-            conn.send(request(method, path, headers, body))
-            return conn.read_response(head=(method == "HEAD"))
-        finally:
-            conn.close()
+        return exchange(self.port, method, path, headers, body, source, timeout=30)
 
     def test_page_and_assets_need_no_key(self):
         page = self.call("GET", "/", headers=())
