@@ -83,12 +83,14 @@ RestResponse TooManyRequests(absl::string_view why, absl::Duration wait) {
   return response;
 }
 
-RestRequest FromHttp(const HttpRequest& request) {
+}  // namespace
+
+RestRequest RestRequestFrom(const HttpRequest& request) {
   return {request.method, request.path, request.Header("Authorization"), request.body,
           request.client_address};
 }
 
-HttpResponse ToHttp(RestResponse response) {
+HttpResponse HttpResponseFrom(RestResponse response) {
   HttpResponse out;
   out.status = response.status;
   out.body = std::move(response.body);
@@ -101,8 +103,6 @@ HttpResponse ToHttp(RestResponse response) {
   }
   return out;
 }
-
-}  // namespace
 
 RestResponse ErrorResponse(const absl::Status& status, std::optional<double> retry_after) {
   RestResponse response;
@@ -265,12 +265,12 @@ void RestGateway::Register(HttpServer& server) {
   route.path = "/v1/";
   route.prefix = true;
   route.admission = [this](const HttpRequest& head) -> std::optional<HttpResponse> {
-    std::optional<RestResponse> refused = Admit(FromHttp(head));
+    std::optional<RestResponse> refused = Admit(RestRequestFrom(head));
     if (!refused.has_value()) return std::nullopt;
-    return ToHttp(*std::move(refused));
+    return HttpResponseFrom(*std::move(refused));
   };
   route.handler = [this](const HttpRequest& request) {
-    return ToHttp(Respond(FromHttp(request)));
+    return HttpResponseFrom(Respond(RestRequestFrom(request)));
   };
   server.Route(std::move(route));
 }

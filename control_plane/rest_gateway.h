@@ -104,6 +104,11 @@ class RestGateway {
 RestResponse ErrorResponse(const absl::Status& status,
                            std::optional<double> retry_after = std::nullopt);
 
+// A request on the HTTP port as the gateway takes it, and the gateway's answer as HTTP; for
+// other routes of the port admitted by the gateway (the console's simulations).
+RestRequest RestRequestFrom(const HttpRequest& request);
+HttpResponse HttpResponseFrom(RestResponse response);
+
 }  // namespace chainscale
 
 #endif  // CHAINSCALE_CONTROL_PLANE_REST_GATEWAY_H_

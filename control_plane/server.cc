@@ -16,6 +16,51 @@
 namespace chainscale {
 namespace {
 
+// A console answer as HTTP; errors are rendered as the REST gateway renders them.
+HttpResponse ConsoleHttpResponse(ConsoleResponse response) {
+  HttpResponse out;
+  if (!response.error.ok()) {
+    out = HttpResponseFrom(ErrorResponse(response.error));
+    out.content_type = "application/json";
+    if (response.http_status != 0) out.status = response.http_status;
+  } else {
+    out.content_type = std::move(response.content_type);
+    out.body = std::move(response.body);
+  }
+  for (auto& [name, value] : response.headers) out.headers.emplace_back(name, value);
+  return out;
+}
+
+// The console's routes on the HTTP port. Its calls that need a key are admitted by the
+// REST gateway (the key, the per-key rate limit, the throttle on failed keys), so the
+// console is no way around the gateway's limits; then by the console itself.
+void RegisterConsole(HttpServer& http, Console& console, RestGateway& rest) {
+  for (const Console::Path& path : Console::Paths()) {
+    HttpRoute route;
+    route.methods = {path.method};
+    route.path = path.path;
+    route.prefix = path.prefix;
+    const bool needs_key = path.needs_key;
+    route.admission = [&console, &rest,
+                       needs_key](const HttpRequest& head) -> std::optional<HttpResponse> {
+      if (needs_key) {
+        if (std::optional<RestResponse> refused = rest.Admit(RestRequestFrom(head))) {
+          return HttpResponseFrom(*std::move(refused));
+        }
+      }
+      std::optional<ConsoleResponse> refused =
+          console.Admit({head.method, head.path, head.Header("Authorization"), head.body});
+      if (!refused.has_value()) return std::nullopt;
+      return ConsoleHttpResponse(*std::move(refused));
+    };
+    route.handler = [&console](const HttpRequest& request) {
+      return ConsoleHttpResponse(console.Respond(
+          {request.method, request.path, request.Header("Authorization"), request.body}));
+    };
+    http.Route(std::move(route));
+  }
+}
+
 constexpr char kServiceName[] = "chainscale.v1.ControlPlane";
 
 }  // namespace
@@ -122,6 +167,8 @@ absl::Status ControlPlaneServer::StartServing() {
     rest_ = std::make_unique<RestGateway>(
         RestGatewayOptions{options_.api_keys, options_.rest_rate_limit}, &metrics_,
         RealClock::Get());
+    console_ = std::make_unique<Console>(ConsoleOptions{options_.api_keys});
+    RegisterConsole(*http_, *console_, *rest_);
     rest_->Register(*http_);
     AddStatusRoutes(*http_, metrics_, serving_);
     metrics_.AddCollector([rest = rest_.get()](std::string* out) {

@@ -15,6 +15,7 @@
 #include "common/http_server.h"
 #include "common/metrics.h"
 #include "common/tls.h"
+#include "console/console.h"
 #include "control_plane/committer.h"
 #include "control_plane/control_plane_service.h"
 #include "control_plane/management.h"
@@ -73,6 +74,7 @@ class ControlPlaneServer {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<RestGateway> rest_;
+  std::unique_ptr<Console> console_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Committer> committer_;
   std::unique_ptr<SyncHub> hub_;

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from chainscale_process import ControlPlane  # noqa: E402
 from chainscale.v1 import control_plane_pb2 as cp  # noqa: E402
 from chainscale.v1 import control_plane_pb2_grpc as cp_grpc  # noqa: E402
-from raw_http import Connection, chunk, request  # noqa: E402
+from raw_http import Connection, chunk, exchange, request  # noqa: E402
 
 KEY = "front-door-key"
 AUTH = ("Authorization", "Api-Key " + KEY)
@@ -124,12 +124,7 @@ class FrontDoorTest(unittest.TestCase):
         return grpc.insecure_channel(self.cp.address)
 
     def call(self, method, path, headers=(AUTH,), body=b"", source=None):
-        conn = Connection(self.port, timeout=10, source=source)
-        try:
-            conn.send(request(method, path, headers, body))
-            return conn.read_response(head=(method == "HEAD"))
-        finally:
-            conn.close()
+        return exchange(self.port, method, path, headers, body, source)
 
     def max_replica(self, chainlet="HelloWorld"):
         env = json.loads(self.call("GET", ENV_PATH).body)

@@ -132,5 +132,15 @@ def request(method, path, headers=(), body=b""):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def exchange(port, method, path, headers=(), body=b"", source=None, timeout=10.0):
+    """One request on a fresh connection (from `source` when given); its response."""
+    conn = Connection(port, timeout=timeout, source=source)
+    try:
+        conn.send(request(method, path, headers, body))
+        return conn.read_response(head=(method == "HEAD"))
+    finally:
+        conn.close()
+
+
 def chunk(data):
     return b"%x\r\n%s\r\n" % (len(data), data)

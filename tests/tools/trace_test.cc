@@ -1,13 +1,10 @@
-// The trace parser, the service-time model and the replay built on them.
+// The trace parser and the service-time model that turns a trace into in-flight load.
 #include "tools/simulator/trace.h"
 
-#include <cstdio>
-#include <fstream>
 #include <sstream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tools/simulator/simulation.h"
 
 namespace chainscale {
 namespace {
@@ -62,44 +59,6 @@ TEST(SampleInFlightTest, CountsRequestsBetweenArrivalAndCompletion) {
     EXPECT_EQ(samples[i].requests, want_requests[i]) << "second " << i;
     EXPECT_EQ(samples[i].tokens, want_tokens[i]) << "second " << i;
   }
-}
-
-TEST(RunSimulationTest, BurstScalesUpOnceAndDrainsByHalvingSteps) {
-  const std::string path = ::testing::TempDir() + "/burst_trace.csv";
-  {
-    std::ofstream out(path);
-    out << "TIMESTAMP,ContextTokens,GeneratedTokens\n";
-    for (int i = 0; i < 40; ++i) out << "2023-11-16 18:00:00.000,0,0\n";
-  }
-  SimulationOptions options;
-  options.trace_path = path;
-  options.service_time.overhead = absl::Seconds(30);
-  options.service_time.per_context_token = absl::ZeroDuration();
-  options.service_time.per_generated_token = absl::ZeroDuration();
-  options.settings.max_replica = 100;
-  options.settings.concurrency_target = 1;
-  options.settings.target_utilization_percentage = 100;
-  options.settings.autoscaling_window = 10;
-  options.settings.scale_down_delay = 20;
-  options.tail = absl::Minutes(5);
-  std::ostringstream out;
-  absl::StatusOr<SimulationSummary> summary = RunSimulation(options, out);
-  ASSERT_TRUE(summary.ok()) << summary.status();
-  EXPECT_EQ(summary->scale_ups, 1);
-  EXPECT_EQ(summary->peak_replicas, 40);
-  // 40 → 20 → 10 → 5 → 3 → 2 → 1 → 0, one step per delay once the load is gone.
-  EXPECT_EQ(summary->scale_downs, 7);
-  EXPECT_EQ(summary->overloaded_seconds, 0);
-  EXPECT_THAT(out.str(), HasSubstr("scaled up from 0 to 40"));
-  EXPECT_THAT(out.str(), HasSubstr("scaled down from 3 to 2"));
-  std::remove(path.c_str());
-}
-
-TEST(RunSimulationTest, MissingTraceIsNotFound) {
-  SimulationOptions options;
-  options.trace_path = ::testing::TempDir() + "/no_such_trace.csv";
-  std::ostringstream out;
-  EXPECT_EQ(RunSimulation(options, out).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

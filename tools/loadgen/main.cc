@@ -1,5 +1,5 @@
-// chainscale-loadgen: plays replicas of chainlets against an agent with a constant, step,
-// ramp or trace-driven load, and prints the decisions it sees.
+// chainscale-loadgen: plays replicas of chainlets against an agent with a synthetic or
+// trace-driven load (tools/loadgen/load_pattern.h), and prints the decisions it sees.
 #include <signal.h>
 
 #include <cstdlib>
@@ -22,7 +22,9 @@ ABSL_FLAG(std::string, env_name, "production", "environment of the chainlets");
 ABSL_FLAG(std::vector<std::string>, chainlets, {}, "chainlet names, comma-separated");
 ABSL_FLAG(int, sources, 2, "replicas per chainlet; each reports an equal share");
 ABSL_FLAG(std::string, pattern, "constant:10",
-          "constant:N | step:FROM,TO,AT | ramp:FROM,TO,OVER | trace:FILE");
+          "constant:N | step:FROM,TO,AT | ramp:FROM,TO,OVER | spike:BASE,PEAK,AT,FOR | "
+          "pulse:LOW,HIGH,LOW_FOR,HIGH_FOR | wave:LOW,HIGH,PERIOD | points:EVERY,V1,V2,... | "
+          "trace:FILE");
 ABSL_FLAG(absl::Duration, report_interval, absl::Seconds(1), "time between reports");
 ABSL_FLAG(absl::Duration, duration, absl::InfiniteDuration(), "stop after this long");
 ABSL_FLAG(absl::Duration, overhead, absl::Milliseconds(50), "trace service time: per request");

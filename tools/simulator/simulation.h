@@ -1,42 +1,74 @@
-// Replays a request trace through the load window and the decision algorithm in
-// simulated time, printing every scale event and a summary of what the settings cost.
+// The simulation core: replays per-second in-flight load through the ChainletDecider the
+// agents run (one source reporting once per simulated second, the cold-start path and
+// one tick per second, as the agent does them) and meters what the settings cost:
+// replica-seconds, idle capacity, queued requests, cold starts and scale events. A pure
+// function of its options, so the control plane answers POST /v1/simulations with it and
+// chainscale-simulate prints it.
 #ifndef CHAINSCALE_TOOLS_SIMULATOR_SIMULATION_H_
 #define CHAINSCALE_TOOLS_SIMULATOR_SIMULATION_H_
 
-#include <ostream>
+#include <cstdint>
 #include <string>
+#include <vector>
 
-#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "chainscale/v1/simulation.pb.h"
+#include "common/replica_scaler.h"
 #include "common/settings.h"
 #include "tools/simulator/trace.h"
 
 namespace chainscale {
 
 struct SimulationOptions {
-  std::string trace_path;
-  ServiceTimeModel service_time;
   AutoscalingSettings settings;
+  // Seconds a new replica takes before it serves; it costs from the second it is asked for.
+  int32_t startup_seconds = 0;
   int32_t report_staleness_seconds = 10;
-  // Simulated seconds per wall-clock second; 0 runs as fast as possible.
-  double speed = 0;
-  // Idle time simulated after the last request completes, to show the scale-down.
-  absl::Duration tail = absl::ZeroDuration();
+  // Series points at most (0: no series); longer runs are summarised over steps.
+  int32_t max_points = 1200;
+  // Scale events listed at most; the meters count every one.
+  int32_t max_events = 200;
+  // Keep every decision in SimulationRun::ticks (for tests that compare with the agent).
+  bool record_ticks = false;
 };
 
-struct SimulationSummary {
-  int64_t seconds = 0;
-  int64_t scale_ups = 0;
-  int64_t scale_downs = 0;
-  int32_t peak_replicas = 0;
-  int64_t replica_seconds = 0;
-  // Seconds in which in-flight requests exceeded desired_replicas × concurrency_target.
-  int64_t overloaded_seconds = 0;
-  int64_t capped_seconds = 0;
+// One decision of the run: the cold-start decision of a second (when load reached zero
+// replicas), or its tick.
+struct SimulationTick {
+  int64_t second = 0;
+  bool cold_start = false;
+  ScaleDecision decision;
 };
 
-// Runs the replay, writing one line per ACCEPTED decision and the summary to `out`.
-absl::StatusOr<SimulationSummary> RunSimulation(const SimulationOptions& options,
-                                                std::ostream& out);
+struct SimulationRun {
+  // Settings, meters, series and events; no sweep.
+  v1::SimulationResult result;
+  std::vector<SimulationTick> ticks;  // only with record_ticks
+};
+
+// Runs the simulation over `load`, the in-flight load offered in each simulated second
+// from second 0. INVALID_ARGUMENT when a second's load is more than one report may carry.
+absl::StatusOr<SimulationRun> Simulate(const SimulationOptions& options,
+                                       const std::vector<InFlight>& load);
+
+// One setting varied by a sweep.
+struct SweepAxis {
+  std::string field;  // an AutoscalingSettings field name, such as "scale_down_delay"
+  std::vector<int32_t> values;
+};
+
+// Simulates every combination of the axes' values (the last axis varying fastest) on
+// `load`, each combination merged into options.settings and validated as an update
+// of a production chainlet, and marks the cost/queueing frontier. INVALID_ARGUMENT naming
+// the axis for an unknown field or an invalid combination.
+absl::StatusOr<std::vector<v1::SweepPoint>> Sweep(const SimulationOptions& options,
+                                                  const std::vector<InFlight>& load,
+                                                  const std::vector<SweepAxis>& axes,
+                                                  const SettingsLimits& limits);
+
+// Marks each point that no other point beats on both replica-seconds and queued
+// request-seconds (being no worse on both and better on one).
+void MarkFrontier(std::vector<v1::SweepPoint>& points);
 
 }  // namespace chainscale
 
