@@ -6,8 +6,7 @@ namespace chainscale {
 
 WorkerPool::WorkerPool(int threads) {
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i)
-    threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
 
 WorkerPool::~WorkerPool() {
@@ -15,8 +14,7 @@ WorkerPool::~WorkerPool() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  for (std::thread &thread : threads_)
-    thread.join();
+  for (std::thread& thread : threads_) thread.join();
 }
 
 void WorkerPool::Schedule(absl::AnyInvocable<void() &&> work) {
@@ -32,8 +30,7 @@ void WorkerPool::Run() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &WorkerPool::Ready));
-      if (queue_.empty())
-        return; // stopping, and nothing left to run
+      if (queue_.empty()) return;  // stopping, and nothing left to run
       work = std::move(queue_.front());
       queue_.pop_front();
     }
@@ -41,4 +38,4 @@ void WorkerPool::Run() {
   }
 }
 
-} // namespace chainscale
+}  // namespace chainscale

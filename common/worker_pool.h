@@ -1,7 +1,6 @@
-// A fixed set of threads that run queued work in arrival order. gRPC's callback
-// handlers must not block the threads that poll for calls; management calls
-// that wait (a commit's fsync, the agents' acks) run here and finish their
-// reactor from here.
+// A fixed set of threads that run queued work in arrival order. gRPC's callback handlers
+// must not block the threads that poll for calls; management calls that wait (a commit's
+// fsync, the agents' acks) run here and finish their reactor from here.
 #ifndef CHAINSCALE_COMMON_WORKER_POOL_H_
 #define CHAINSCALE_COMMON_WORKER_POOL_H_
 
@@ -15,17 +14,17 @@
 namespace chainscale {
 
 class WorkerPool {
-public:
+ public:
   explicit WorkerPool(int threads);
   // Runs everything already queued, then joins the threads.
   ~WorkerPool();
 
-  WorkerPool(const WorkerPool &) = delete;
-  WorkerPool &operator=(const WorkerPool &) = delete;
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
 
   void Schedule(absl::AnyInvocable<void() &&> work) ABSL_LOCKS_EXCLUDED(mu_);
 
-private:
+ private:
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   bool Ready() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -35,6 +34,6 @@ private:
   std::vector<std::thread> threads_;
 };
 
-} // namespace chainscale
+}  // namespace chainscale
 
-#endif // CHAINSCALE_COMMON_WORKER_POOL_H_
+#endif  // CHAINSCALE_COMMON_WORKER_POOL_H_

@@ -19,9 +19,9 @@
 namespace chainscale {
 
 struct ControlPlaneServiceOptions {
-  ApiKeys api_keys;      // management callers
-  ApiKeys agent_tokens;  // agents on Sync
-  bool insecure = false; // no keys configured is allowed: calls are open
+  ApiKeys api_keys;       // management callers
+  ApiKeys agent_tokens;   // agents on Sync
+  bool insecure = false;  // no keys configured is allowed: calls are open
 };
 
 // Every method uses gRPC's callback API: a server that mixes sync and callback
@@ -29,66 +29,60 @@ struct ControlPlaneServiceOptions {
 // ~100 ms about once a second while no stream is busy). Management calls run on
 // a worker pool, since they may wait for a commit and for agents' acks.
 class ControlPlaneService final : public v1::ControlPlane::CallbackService {
-public:
+ public:
   // `metrics` must outlive the service.
-  ControlPlaneService(ControlPlaneServiceOptions options, Metrics *metrics);
+  ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics);
 
   // Calls made before the backends are set (the store is still opening) answer
   // UNAVAILABLE. Set them both, or both to null.
-  void SetBackends(Management *management, SyncHub *hub);
+  void SetBackends(Management* management, SyncHub* hub);
   // Ends every Sync stream with UNAVAILABLE, and any opened later.
   void FinishSyncStreams() { streams_.EndAll(); }
 
-  grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse> *
-  Sync(grpc::CallbackServerContext *context) override;
+  grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* Sync(
+      grpc::CallbackServerContext* context) override;
 
-  grpc::ServerUnaryReactor *CreateChain(grpc::CallbackServerContext *context,
-                                        const v1::CreateChainRequest *request,
-                                        v1::Chain *response) override;
-  grpc::ServerUnaryReactor *GetChain(grpc::CallbackServerContext *context,
-                                     const v1::GetChainRequest *request,
-                                     v1::Chain *response) override;
-  grpc::ServerUnaryReactor *
-  ListChains(grpc::CallbackServerContext *context,
-             const v1::ListChainsRequest *request,
-             v1::ListChainsResponse *response) override;
-  grpc::ServerUnaryReactor *
-  DeleteChain(grpc::CallbackServerContext *context,
-              const v1::DeleteChainRequest *request,
-              v1::DeleteChainResponse *response) override;
-  grpc::ServerUnaryReactor *
-  CreateEnvironment(grpc::CallbackServerContext *context,
-                    const v1::CreateEnvironmentRequest *request,
-                    v1::ChainEnvironment *response) override;
-  grpc::ServerUnaryReactor *
-  DeleteEnvironment(grpc::CallbackServerContext *context,
-                    const v1::DeleteEnvironmentRequest *request,
-                    v1::DeleteEnvironmentResponse *response) override;
-  grpc::ServerUnaryReactor *
-  GetChainEnvironment(grpc::CallbackServerContext *context,
-                      const v1::GetChainEnvironmentRequest *request,
-                      v1::ChainEnvironment *response) override;
-  grpc::ServerUnaryReactor *UpdateChainletEnvironmentAutoscalingSettings(
-      grpc::CallbackServerContext *context,
-      const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest *request,
-      v1::UpdateChainletEnvironmentAutoscalingSettingsResponse *response)
-      override;
+  grpc::ServerUnaryReactor* CreateChain(grpc::CallbackServerContext* context,
+                                        const v1::CreateChainRequest* request,
+                                        v1::Chain* response) override;
+  grpc::ServerUnaryReactor* GetChain(grpc::CallbackServerContext* context,
+                                     const v1::GetChainRequest* request,
+                                     v1::Chain* response) override;
+  grpc::ServerUnaryReactor* ListChains(grpc::CallbackServerContext* context,
+                                       const v1::ListChainsRequest* request,
+                                       v1::ListChainsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteChain(grpc::CallbackServerContext* context,
+                                        const v1::DeleteChainRequest* request,
+                                        v1::DeleteChainResponse* response) override;
+  grpc::ServerUnaryReactor* CreateEnvironment(grpc::CallbackServerContext* context,
+                                              const v1::CreateEnvironmentRequest* request,
+                                              v1::ChainEnvironment* response) override;
+  grpc::ServerUnaryReactor* DeleteEnvironment(grpc::CallbackServerContext* context,
+                                              const v1::DeleteEnvironmentRequest* request,
+                                              v1::DeleteEnvironmentResponse* response) override;
+  grpc::ServerUnaryReactor* GetChainEnvironment(grpc::CallbackServerContext* context,
+                                                const v1::GetChainEnvironmentRequest* request,
+                                                v1::ChainEnvironment* response) override;
+  grpc::ServerUnaryReactor* UpdateChainletEnvironmentAutoscalingSettings(
+      grpc::CallbackServerContext* context,
+      const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest* request,
+      v1::UpdateChainletEnvironmentAutoscalingSettingsResponse* response) override;
 
-private:
+ private:
   // Authorizes, runs `call` against the management core on the worker pool,
   // records the outcome and finishes the call.
   template <typename Call>
-  grpc::ServerUnaryReactor *
-  Serve(const char *method, grpc::CallbackServerContext *context, Call call);
+  grpc::ServerUnaryReactor* Serve(const char* method, grpc::CallbackServerContext* context,
+                                  Call call);
 
   const ControlPlaneServiceOptions options_;
-  Metrics *const metrics_;
-  std::atomic<Management *> management_{nullptr};
-  std::atomic<SyncHub *> hub_{nullptr};
+  Metrics* const metrics_;
+  std::atomic<Management*> management_{nullptr};
+  std::atomic<SyncHub*> hub_{nullptr};
   StreamSet streams_;
   WorkerPool workers_{16};
 };
 
-} // namespace chainscale
+}  // namespace chainscale
 
-#endif // CHAINSCALE_CONTROL_PLANE_CONTROL_PLANE_SERVICE_H_
+#endif  // CHAINSCALE_CONTROL_PLANE_CONTROL_PLANE_SERVICE_H_
