@@ -26,7 +26,7 @@ std::unique_ptr<DecisionLoop> LoadedLoop(int64_t chainlets, int32_t window, Manu
   AppliedUpdate snapshot;
   snapshot.snapshot = true;
   for (int64_t i = 0; i < chainlets; ++i) {
-    CachedChainlet c;
+    SyncedChainlet c;
     c.key.set_chain_id(absl::StrCat("chain-", i / 10));
     c.key.set_env_name("production");
     c.key.set_chainlet_name(absl::StrCat("chainlet-", i % 10));
@@ -38,7 +38,7 @@ std::unique_ptr<DecisionLoop> LoadedLoop(int64_t chainlets, int32_t window, Manu
   // Three replicas report for every chainlet, for a whole window.
   for (int32_t second = 0; second < std::min(window, 120); ++second) {
     google::protobuf::RepeatedPtrField<v1::LoadReport> reports;
-    for (const CachedChainlet& c : snapshot.upserts) {
+    for (const SyncedChainlet& c : snapshot.upserts) {
       for (int r = 0; r < 3; ++r) {
         v1::LoadReport* report = reports.Add();
         report->set_source_id(absl::StrCat("replica-", r));
