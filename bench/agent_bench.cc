@@ -73,6 +73,24 @@ void BM_AgentTick(benchmark::State& state) {
   state.counters["estimated_bytes_per_chainlet"] = static_cast<double>(loop->MemoryBytes()) / n;
 }
 
+// A tick when a watcher follows every decision (include_unchanged): each tick also builds
+// the decisions that did not change.
+void BM_AgentTickWatchedWhole(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  ManualClock clock;
+  std::unique_ptr<DecisionLoop> loop = LoadedLoop(n, 60, clock);
+  loop->AddWatcher([](const DecisionBatchPtr& batch) { benchmark::DoNotOptimize(batch); }, true);
+  for (auto _ : state) {
+    clock.Advance(absl::Seconds(1));
+    benchmark::DoNotOptimize(loop->Tick());
+  }
+  state.counters["time_per_chainlet"] = benchmark::Counter(
+      static_cast<double>(n),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+BENCHMARK(BM_AgentTickWatchedWhole)->Arg(100'000)->Unit(benchmark::kMillisecond);
+
 BENCHMARK(BM_AgentTick)
     ->Args({1'000, 60})
     ->Args({100'000, 60})
