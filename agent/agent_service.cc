@@ -183,20 +183,24 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
       End(ToGrpcStatus(s));
       return;
     }
+    {
+      // The current decisions, read a page at a time as the stream takes them, go before
+      // any batch the loop tells of from now on.
+      absl::MutexLock lock(&mu_);
+      backlog_.StartListing(
+          loop_->size(), [loop = loop_, chain_id = request.chain_id(),
+                          env_name = request.env_name()](const std::string& page_token) {
+            v1::ListScalingDecisionsRequest page;
+            page.set_chain_id(chain_id);
+            page.set_env_name(env_name);
+            page.set_page_size(kListingPageSize);
+            page.set_page_token(page_token);
+            return loop->ListPage(page);
+          });
+    }
     watcher_ = loop_->AddWatcher([this](const DecisionBatchPtr& batch) { Enqueue(batch); },
                                  request.include_unchanged());
-    // The current decisions, read a page at a time as the stream takes them.
     absl::MutexLock lock(&mu_);
-    backlog_.StartListing(
-        loop_->size(), [loop = loop_, chain_id = request.chain_id(),
-                        env_name = request.env_name()](const std::string& page_token) {
-          v1::ListScalingDecisionsRequest page;
-          page.set_chain_id(chain_id);
-          page.set_env_name(env_name);
-          page.set_page_size(kListingPageSize);
-          page.set_page_token(page_token);
-          return loop->ListPage(page);
-        });
     WriteNextLocked();
   }
 
