@@ -1,13 +1,17 @@
 #include "agent/agent_service.h"
 
+#include <grpc/grpc.h>
+
+#include <algorithm>
 #include <deque>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/chainlet_key.h"
+#include "agent/watch_backlog.h"
 #include "common/grpc_auth.h"
 #include "common/grpc_status.h"
+#include "common/log.h"
 #include "common/write_gate.h"
 
 namespace chainscale {
@@ -16,14 +20,33 @@ namespace {
 // A StreamLoad client that does not read its responses stops being read from after this
 // many are waiting.
 constexpr size_t kMaxQueuedResponses = 1024;
+// Decisions of the listing a watcher starts with, read at a time.
+constexpr int kListingPageSize = 256;
+
+// Ends a stream with `status`. Messages already written wait in the transport until the
+// client makes room for them; one that stopped reading never does, and a status sent with
+// Finish would queue behind them forever (so would a write in flight). An error is sent
+// at once by cancelling the call with it (gRPC sends the trailers ahead of the queued
+// messages, which are dropped); OK follows the messages.
+template <typename Reactor>
+void EndStream(grpc::CallbackServerContext* context, WriteGate& gate, Reactor& reactor,
+               const grpc::Status& status) {
+  if (!status.ok() && !gate.ending()) {
+    grpc_call_cancel_with_status(context->c_call(),
+                                 static_cast<grpc_status_code>(status.error_code()),
+                                 status.error_message().c_str(), nullptr);
+  }
+  if (std::optional<grpc::Status> end = gate.End(status)) reactor.Finish(*end);
+}
 
 // StreamLoad: reads batches, records each report on its own, answers each batch in order.
 class LoadStream final
     : public grpc::ServerBidiReactor<v1::StreamLoadRequest, v1::StreamLoadResponse>,
       public EndableStream {
  public:
-  LoadStream(const absl::Status& auth, DecisionLoop* loop, StreamSet* streams)
-      : loop_(loop), streams_(streams) {
+  LoadStream(grpc::CallbackServerContext* context, const absl::Status& auth, DecisionLoop* loop,
+             StreamSet* streams)
+      : context_(context), loop_(loop), streams_(streams) {
     if (!streams_->Add(this)) {
       End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent shutting down"));
     } else if (!auth.ok()) {
@@ -42,20 +65,7 @@ class LoadStream final
       if (queue_.empty() && !gate_.writing()) EndLocked(grpc::Status::OK);
       return;
     }
-    const std::vector<absl::Status> statuses = loop_->ReportEach(in_.reports());
-    v1::StreamLoadResponse response;
-    response.set_sequence(in_.sequence());
-    for (size_t i = 0; i < statuses.size(); ++i) {
-      if (statuses[i].ok()) {
-        response.set_accepted(response.accepted() + 1);
-        continue;
-      }
-      v1::ReportRejection* rejection = response.add_rejections();
-      rejection->set_index(static_cast<int32_t>(i));
-      rejection->set_code(static_cast<int32_t>(statuses[i].code()));
-      rejection->set_message(std::string(statuses[i].message()));
-    }
-    queue_.push_back(std::move(response));
+    queue_.push_back(Answer(in_));
     WriteNextLocked();
     ReadNextLocked();
   }
@@ -88,6 +98,34 @@ class LoadStream final
   }
 
  private:
+  // Records the request's reports and says which were refused. A request over the batch
+  // cap is refused whole: nothing accepted and one rejection, at index 0, saying why.
+  v1::StreamLoadResponse Answer(const v1::StreamLoadRequest& request) {
+    v1::StreamLoadResponse response;
+    response.set_sequence(request.sequence());
+    auto reject = [&](int index, const absl::Status& status) {
+      v1::ReportRejection* rejection = response.add_rejections();
+      rejection->set_index(index);
+      rejection->set_code(static_cast<int32_t>(status.code()));
+      rejection->set_message(std::string(status.message()));
+    };
+    absl::StatusOr<std::vector<absl::Status>> statuses = loop_->ReportEach(request.reports());
+    if (!statuses.ok()) {
+      reject(0, statuses.status());
+      return response;
+    }
+    int32_t accepted = 0;
+    for (size_t i = 0; i < statuses->size(); ++i) {
+      if ((*statuses)[i].ok()) {
+        ++accepted;
+      } else {
+        reject(static_cast<int>(i), (*statuses)[i]);
+      }
+    }
+    response.set_accepted(accepted);
+    return response;
+  }
+
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!gate_.CanWrite() || queue_.empty()) return;
     out_ = std::move(queue_.front());
@@ -104,9 +142,10 @@ class LoadStream final
     StartRead(&in_);
   }
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (std::optional<grpc::Status> end = gate_.End(status)) Finish(*end);
+    EndStream(context_, gate_, *this, status);
   }
 
+  grpc::CallbackServerContext* const context_;
   DecisionLoop* const loop_;
   StreamSet* const streams_;
   v1::StreamLoadRequest in_;
@@ -118,15 +157,19 @@ class LoadStream final
   WriteGate gate_ ABSL_GUARDED_BY(mu_);
 };
 
-// WatchScalingDecisions: the current decisions, then each change. Pending decisions are
-// kept latest-per-chainlet, so a slow watcher costs at most one decision per chainlet.
+// WatchScalingDecisions: the current decisions, then each change (or every decision,
+// with include_unchanged). The current decisions are read from the loop a page at a time
+// as the stream takes them; later ones are written straight from the batches the loop
+// shares among watchers. A watcher whose backlog outgrows its bound is ended with
+// RESOURCE_EXHAUSTED.
 class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>,
                             public EndableStream {
  public:
-  DecisionWatch(const absl::Status& auth, const v1::WatchScalingDecisionsRequest& request,
-                DecisionLoop* loop, StreamSet* streams)
-      : loop_(loop), streams_(streams), chain_id_(request.chain_id()),
-        env_name_(request.env_name()) {
+  DecisionWatch(grpc::CallbackServerContext* context, const absl::Status& auth,
+                const v1::WatchScalingDecisionsRequest& request, DecisionLoop* loop,
+                StreamSet* streams, WatchOptions options)
+      : context_(context), loop_(loop), streams_(streams), options_(options),
+        backlog_(request.chain_id(), request.env_name()) {
     if (!streams_->Add(this)) {
       End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent shutting down"));
       return;
@@ -135,14 +178,30 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
       End(ToGrpcStatus(auth));
       return;
     }
-    if (absl::Status s = ValidateDecisionFilter(chain_id_, env_name_); !s.ok()) {
+    if (absl::Status s = ValidateDecisionFilter(request.chain_id(), request.env_name());
+        !s.ok()) {
       End(ToGrpcStatus(s));
       return;
     }
-    watcher_ = loop_->AddWatcher(
-        [this](const v1::ScalingDecision& d, bool) { Enqueue(d); },
-        request.include_unchanged());
-    for (const v1::ScalingDecision& d : loop_->List(chain_id_, env_name_)) Enqueue(d);
+    {
+      // The current decisions, read a page at a time as the stream takes them, go before
+      // any batch the loop tells of from now on.
+      absl::MutexLock lock(&mu_);
+      backlog_.StartListing(
+          loop_->size(), [loop = loop_, chain_id = request.chain_id(),
+                          env_name = request.env_name()](const std::string& page_token) {
+            v1::ListScalingDecisionsRequest page;
+            page.set_chain_id(chain_id);
+            page.set_env_name(env_name);
+            page.set_page_size(kListingPageSize);
+            page.set_page_token(page_token);
+            return loop->ListPage(page);
+          });
+    }
+    watcher_ = loop_->AddWatcher([this](const DecisionBatchPtr& batch) { Enqueue(batch); },
+                                 request.include_unchanged());
+    absl::MutexLock lock(&mu_);
+    WriteNextLocked();
   }
 
   void OnWriteDone(bool ok) override {
@@ -172,46 +231,50 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
   }
 
  private:
-  void Enqueue(const v1::ScalingDecision& d) {
-    if (!chain_id_.empty() && d.chain_id() != chain_id_) return;
-    if (!env_name_.empty() && d.env_name() != env_name_) return;
+  void Enqueue(DecisionBatchPtr batch) {
     absl::MutexLock lock(&mu_);
-    const std::string key = EncodeChainletKey(d.chain_id(), d.env_name(), d.chainlet_name());
-    auto [it, inserted] = pending_.insert_or_assign(key, d);
-    if (inserted) order_.push_back(key);
+    if (gate_.ending()) return;
+    const size_t bound = std::max(options_.min_backlog, 2 * loop_->size());
+    if (!backlog_.Add(std::move(batch), bound)) {
+      LogWarning("ending a watch that cannot keep up",
+                 {{"peer", context_->peer()}, {"behind", absl::StrCat(bound)}});
+      EndLocked(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("this watch fell more than ", bound,
+                       " decisions behind; read faster, filter by chain_id and env_name, or "
+                       "leave include_unchanged off")));
+      return;
+    }
     WriteNextLocked();
   }
 
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!gate_.CanWrite() || order_.empty()) return;
-    auto it = pending_.find(order_.front());
-    out_ = std::move(it->second);
-    pending_.erase(it);
-    order_.pop_front();
+    if (!gate_.CanWrite()) return;
+    const v1::ScalingDecision* next = backlog_.Next();
+    if (next == nullptr) return;
     gate_.Started();
-    StartWrite(&out_);
+    StartWrite(next);
   }
 
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (std::optional<grpc::Status> end = gate_.End(status)) Finish(*end);
+    EndStream(context_, gate_, *this, status);
   }
 
+  grpc::CallbackServerContext* const context_;
   DecisionLoop* const loop_;
   StreamSet* const streams_;
-  const std::string chain_id_;
-  const std::string env_name_;
+  const WatchOptions options_;
   std::optional<int> watcher_;
   absl::Mutex mu_;
-  v1::ScalingDecision out_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, v1::ScalingDecision> pending_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> order_ ABSL_GUARDED_BY(mu_);
+  WatchBacklog backlog_ ABSL_GUARDED_BY(mu_);
   WriteGate gate_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-AgentService::AgentService(ApiKeys api_keys, DecisionLoop* loop, Metrics* metrics)
-    : api_keys_(std::move(api_keys)), loop_(loop), metrics_(metrics) {}
+AgentService::AgentService(ApiKeys api_keys, DecisionLoop* loop, Metrics* metrics,
+                           WatchOptions watch)
+    : api_keys_(std::move(api_keys)), loop_(loop), metrics_(metrics), watch_(watch) {}
 
 template <typename Call>
 grpc::Status AgentService::Serve(const char* method, grpc::ServerContext* context, Call call) {
@@ -262,13 +325,14 @@ grpc::Status AgentService::ListScalingDecisions(grpc::ServerContext* context,
 grpc::ServerBidiReactor<v1::StreamLoadRequest, v1::StreamLoadResponse>* AgentService::StreamLoad(
     grpc::CallbackServerContext* context) {
   metrics_->Add("chainscale_load_streams_total", {});
-  return new LoadStream(AuthorizeCall(api_keys_, *context), loop_, &streams_);
+  return new LoadStream(context, AuthorizeCall(api_keys_, *context), loop_, &streams_);
 }
 
 grpc::ServerWriteReactor<v1::ScalingDecision>* AgentService::WatchScalingDecisions(
     grpc::CallbackServerContext* context, const v1::WatchScalingDecisionsRequest* request) {
   metrics_->Add("chainscale_watch_streams_total", {});
-  return new DecisionWatch(AuthorizeCall(api_keys_, *context), *request, loop_, &streams_);
+  return new DecisionWatch(context, AuthorizeCall(api_keys_, *context), *request, loop_,
+                           &streams_, watch_);
 }
 
 }  // namespace chainscale

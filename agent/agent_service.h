@@ -1,6 +1,7 @@
 // AgentService: the gRPC face of the agent. Thin: it checks the caller's key, hands
 // reports and lookups to the DecisionLoop and turns answers into grpc::Status. StreamLoad
-// and WatchScalingDecisions are long-lived callback-API streams.
+// and WatchScalingDecisions are long-lived callback-API streams; a watcher that falls
+// further behind than its bound (see WatchOptions) is ended with RESOURCE_EXHAUSTED.
 #ifndef CHAINSCALE_AGENT_AGENT_SERVICE_H_
 #define CHAINSCALE_AGENT_AGENT_SERVICE_H_
 
@@ -15,10 +16,18 @@ namespace chainscale {
 using AgentServiceBase = v1::Agent::WithCallbackMethod_StreamLoad<
     v1::Agent::WithCallbackMethod_WatchScalingDecisions<v1::Agent::Service>>;
 
+// How far a WatchScalingDecisions stream may fall behind: decisions waiting to be sent,
+// at most twice the chainlets served (a listing and a whole tick of include_unchanged
+// decisions), and never fewer than `min_backlog`.
+struct WatchOptions {
+  size_t min_backlog = 10'000;
+};
+
 class AgentService final : public AgentServiceBase {
  public:
   // `loop` and `metrics` must outlive the service.
-  AgentService(ApiKeys api_keys, DecisionLoop* loop, Metrics* metrics);
+  AgentService(ApiKeys api_keys, DecisionLoop* loop, Metrics* metrics,
+               WatchOptions watch = {});
 
   // Ends every stream with UNAVAILABLE, and any opened later.
   void EndStreams() { streams_.EndAll(); }
@@ -44,6 +53,7 @@ class AgentService final : public AgentServiceBase {
   const ApiKeys api_keys_;
   DecisionLoop* const loop_;
   Metrics* const metrics_;
+  const WatchOptions watch_;
   StreamSet streams_;
 };
 

@@ -1,11 +1,19 @@
-// DecisionLoop: the agent's core, without gRPC. It keeps one load window and one
-// ReplicaScaler per chainlet it serves, takes validated load reports, decides every
-// chainlet on each Tick, decides at once when load reaches a chainlet at zero replicas
-// (the cold-start path), and tells watchers about decisions that changed.
+// DecisionLoop: the agent's core, without gRPC. It owns every chainlet the agent serves:
+// its settings, load window and ReplicaScaler. It takes validated load reports, decides
+// every chainlet on each Tick, decides at once when load reaches a chainlet at zero
+// replicas (the cold-start path), and tells watchers about decisions that changed.
 //
-// Settings come from the SettingsCache (Apply); a change takes effect at the next
-// decision. A chainlet the loop starts serving (agent start, takeover, new chainlet)
-// starts from its stored decision and holds scale-downs until a whole window has passed.
+// Chainlets come and go with Apply (a snapshot or change from the Sync stream); a settings
+// change takes effect at the next decision. A chainlet the loop starts serving (agent
+// start, takeover, new chainlet) starts from its stored decision and holds scale-downs
+// until a whole window has passed.
+//
+// Concurrency: chainlets live in kShards shards, each under its own mutex, so reports
+// only ever wait for the few chainlets a tick or a listing is looking at that moment
+// (never for a whole tick). Ticks and listings hold a shard for at most a small chunk of
+// chainlets at a time. Apply, rare, excludes ticks and listings so that a change applies
+// to all its chainlets at one tick. Protos are built outside the shard locks. The
+// success path of a report allocates nothing.
 #ifndef CHAINSCALE_AGENT_DECISION_LOOP_H_
 #define CHAINSCALE_AGENT_DECISION_LOOP_H_
 
@@ -18,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/settings_cache.h"
@@ -39,9 +47,20 @@ struct DecisionLoopOptions {
   int max_reports_per_batch = 10'000;
 };
 
+// Decisions made together (by one tick, one call's cold starts, or a listing), shared
+// read-only by every watcher that is sent them.
+struct DecisionBatch {
+  std::vector<v1::ScalingDecision> decisions;
+  // False for a tick's unchanged decisions, which only include_unchanged watchers get.
+  bool changed = true;
+};
+using DecisionBatchPtr = std::shared_ptr<const DecisionBatch>;
+
 // Current load of one chainlet, for metrics.
 struct ChainletLoad {
-  v1::ChainletKey key;
+  std::string chain_id;
+  std::string env_name;
+  std::string chainlet_name;
   double in_flight_requests = 0;
   int64_t in_flight_tokens = 0;
   int32_t desired_replicas = 0;
@@ -49,49 +68,56 @@ struct ChainletLoad {
 
 class DecisionLoop {
  public:
-  // Called with each decision whose desired_replicas, status or capped flag changed
-  // (and, with `all`, every decision), outside the loop's lock.
-  using Watcher = std::function<void(const v1::ScalingDecision& decision, bool changed)>;
+  static constexpr int kShards = 64;
+
+  // Called with each batch of decisions whose desired_replicas, status or capped flag
+  // changed (and, for watchers added with `all`, with every tick's unchanged ones too),
+  // outside the chainlets' locks. Must not block: it runs on the ticking thread.
+  using Watcher = std::function<void(const DecisionBatchPtr& batch)>;
 
   DecisionLoop(DecisionLoopOptions options, const Clock& clock);
 
   // Takes a snapshot or change from the settings cache.
-  void Apply(const AppliedUpdate& update) ABSL_LOCKS_EXCLUDED(mu_);
+  void Apply(const AppliedUpdate& update) ABSL_LOCKS_EXCLUDED(structure_mu_);
 
   // Validates the whole batch first (INVALID_ARGUMENT naming each bad field, NOT_FOUND
   // for an unknown chainlet, FAILED_PRECONDITION for one served by another agent,
   // RESOURCE_EXHAUSTED for too many sources) and records nothing unless all pass. Returns
   // the current decision of each chainlet touched, in order of first appearance.
   absl::StatusOr<std::vector<v1::ScalingDecision>> Report(
-      const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports);
 
   // For streams: each report is taken or refused on its own. Returns one status per
-  // report, in order.
-  std::vector<absl::Status> ReportEach(
-      const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // report, in order; INVALID_ARGUMENT, recording nothing, for a batch of more than
+  // max_reports_per_batch reports.
+  absl::StatusOr<std::vector<absl::Status>> ReportEach(
+      const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports);
 
-  // Decides every chainlet at the clock's now. Returns the decisions that changed, with
-  // those changed by the cold-start path since the previous tick.
-  std::vector<v1::ScalingDecision> Tick() ABSL_LOCKS_EXCLUDED(mu_);
+  // Decides every chainlet at the clock's now and tells watchers. Returns what changed
+  // since the previous tick, for the control plane: the batches of the cold-start path,
+  // then this tick's.
+  std::vector<DecisionBatchPtr> Tick() ABSL_LOCKS_EXCLUDED(structure_mu_);
 
-  absl::StatusOr<v1::ScalingDecision> Get(const v1::ChainletKey& key) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // INVALID_ARGUMENT for a name that is not a valid chain id, environment or chainlet
+  // name (so that no malformed name can alias another chainlet), NOT_FOUND for an unknown
+  // chainlet, FAILED_PRECONDITION for one of an environment this agent does not serve.
+  absl::StatusOr<v1::ScalingDecision> Get(const v1::ChainletKey& key) const;
   // Decisions of the chainlets of `chain_id` (all when empty) and `env_name` (all when
-  // empty), ordered by key.
+  // empty), ordered by key. The filter must pass ValidateDecisionFilter.
   std::vector<v1::ScalingDecision> List(absl::string_view chain_id,
                                         absl::string_view env_name) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_LOCKS_EXCLUDED(structure_mu_);
   // One page of List for ListScalingDecisions: page_size decisions (0 means 1000, at
   // most 10 000) after the page token's chainlet, and the token of the next page.
   // INVALID_ARGUMENT for a bad filter, size or token.
   absl::StatusOr<v1::ListScalingDecisionsResponse> ListPage(
-      const v1::ListScalingDecisionsRequest& request) const ABSL_LOCKS_EXCLUDED(mu_);
-  std::vector<ChainletLoad> Loads() const ABSL_LOCKS_EXCLUDED(mu_);
-  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Approximate bytes held per chainlet (windows, sources, state), for benchmarks.
-  size_t MemoryBytes() const ABSL_LOCKS_EXCLUDED(mu_);
+      const v1::ListScalingDecisionsRequest& request) const ABSL_LOCKS_EXCLUDED(structure_mu_);
+  // The loads of the first `limit` chainlets in key order.
+  std::vector<ChainletLoad> Loads(size_t limit) const ABSL_LOCKS_EXCLUDED(structure_mu_);
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
+  // Approximate bytes held for the chainlets (maps, windows, sources, state), for
+  // benchmarks; the process's RSS is what users pay.
+  size_t MemoryBytes() const ABSL_LOCKS_EXCLUDED(structure_mu_);
 
   // Decisions made so far, by status (ACCEPTED, QUEUED, UNCHANGED).
   std::array<int64_t, 3> DecisionCounts() const;
@@ -100,46 +126,85 @@ class DecisionLoop {
   void RemoveWatcher(int id) ABSL_LOCKS_EXCLUDED(watchers_mu_);
 
  private:
+  // One chainlet's state. Its key (chain, environment and chainlet name joined by NUL) is
+  // the map key; names are decoded from it when a proto is built.
   struct Chainlet {
-    Chainlet(const CachedChainlet& cached, ChainletDecider d)
-        : key(cached.key), settings_revision(cached.revision), decider(std::move(d)),
-          from_stored_decision(cached.decision.has_value()) {}
+    Chainlet(const SyncedChainlet& synced, const DeciderOptions& options, absl::Time now,
+             uint8_t shard);
 
-    v1::ChainletKey key;
-    int64_t settings_revision = 0;
     ChainletDecider decider;
-    bool from_stored_decision = false;
-    bool decided = false;
+    int64_t settings_revision = 0;
     // What watchers were last told, to tell changes apart.
     int32_t told_replicas = -1;
     DecisionStatus told_status = DecisionStatus::kUnchanged;
     bool told_capped = false;
+    bool decided = false;
+    bool from_stored_decision = false;
+    uint8_t shard = 0;
+  };
+  using ChainletMap = absl::node_hash_map<std::string, Chainlet>;
+  using Node = ChainletMap::value_type;
+
+  struct alignas(64) Shard {
+    mutable absl::Mutex mu;
+    ChainletMap chainlets ABSL_GUARDED_BY(mu);
   };
 
-  // The chainlet a valid report goes to: NOT_FOUND, FAILED_PRECONDITION (another
-  // agent's environment) or RESOURCE_EXHAUSTED (too many sources) otherwise.
-  absl::StatusOr<Chainlet*> TargetLocked(const v1::LoadReport& report)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records a checked report; for the cold-start path, decides at once when load reaches
-  // a chainlet at zero. Appends a changed decision to `changed`.
-  void RecordLocked(Chainlet& c, const v1::LoadReport& report, absl::Time now,
-                    std::vector<std::pair<v1::ScalingDecision, bool>>* changed)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What a decision proto is built from, copied out of a shard under its lock.
+  struct DecisionView {
+    std::string key;
+    ScaleDecision decision;
+    AutoscalingSettings settings;
+    int64_t settings_revision = 0;
+    bool decided = false;
+    bool from_stored_decision = false;
+  };
+
+  // Locks the shards of a set (a bit per shard) in ascending order, for a batch that must
+  // be checked whole before anything is recorded.
+  class ShardLocks;
+
+  static size_t HashKey(absl::string_view key) { return ChainletMap::hasher{}(key); }
+  static uint8_t ShardOf(size_t hash) { return static_cast<uint8_t>(hash >> 58); }
+
+  // Why report `index`'s chainlet was not found: INVALID_ARGUMENT for a malformed name,
+  // FAILED_PRECONDITION for another agent's environment, NOT_FOUND otherwise.
+  absl::Status Missing(const v1::LoadReport& report, int index) const;
+  // Records a report whose values were checked; for the cold-start path, decides at once
+  // when load reaches a chainlet at zero, adding the changed decision to `cold`. Returns
+  // the window's status (RESOURCE_EXHAUSTED beyond the source cap). The caller holds the
+  // node's shard lock.
+  absl::Status Record(Node& node, const v1::LoadReport& report, absl::Time now,
+                      std::vector<DecisionView>* cold);
   // Records the decision `c` just made; true when it changed what watchers were told.
-  bool DecidedLocked(Chainlet& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::ScalingDecision ToProto(const Chainlet& c) const;
-  void Notify(const std::vector<std::pair<v1::ScalingDecision, bool>>& decisions)
-      ABSL_LOCKS_EXCLUDED(watchers_mu_);
-  std::unique_ptr<Chainlet> NewChainlet(const CachedChainlet& cached, absl::Time now) const;
+  bool Decided(Chainlet& c);
+  static DecisionView ViewOf(const Node& node);
+  v1::ScalingDecision ToProto(const DecisionView& view) const;
+  // Tells watchers of the cold-start decisions in `cold` and keeps them for the next tick.
+  void ColdStarted(const std::vector<DecisionView>& cold) ABSL_LOCKS_EXCLUDED(cold_mu_);
+  void Notify(const DecisionBatchPtr& batch) ABSL_LOCKS_EXCLUDED(watchers_mu_);
+  // Views of at most `limit` chainlets in key order, from `first` on while their keys
+  // start with `prefix`.
+  std::vector<DecisionView> OrderedViews(std::vector<Node*>::const_iterator first,
+                                         absl::string_view prefix, size_t limit) const
+      ABSL_SHARED_LOCKS_REQUIRED(structure_mu_);
+  void RebuildOrderLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(structure_mu_);
 
   const DecisionLoopOptions options_;
   const Clock& clock_;
+  DeciderOptions decider_options_;
 
-  mutable absl::Mutex mu_;
-  // Ordered so List answers in key order.
-  std::map<std::string, std::unique_ptr<Chainlet>> chainlets_ ABSL_GUARDED_BY(mu_);
-  // Changed outside a tick (cold start); returned by the next Tick.
-  std::vector<v1::ScalingDecision> changed_since_tick_ ABSL_GUARDED_BY(mu_);
+  std::array<Shard, kShards> shards_;
+  // Held shared by ticks and listings, exclusively by Apply: the set of chainlets (and
+  // the nodes `ordered_` points to) changes only under it exclusively.
+  mutable absl::Mutex structure_mu_ ABSL_ACQUIRED_BEFORE(cold_mu_);
+  // Every chainlet in key order, for List and ListPage; maintained by Apply only.
+  std::vector<Node*> ordered_ ABSL_GUARDED_BY(structure_mu_);
+  std::atomic<size_t> size_{0};
+
+  absl::Mutex cold_mu_;
+  // Changed on the cold-start path since the previous tick; returned by the next Tick.
+  std::vector<DecisionBatchPtr> cold_since_tick_ ABSL_GUARDED_BY(cold_mu_);
 
   absl::Mutex watchers_mu_;
   std::map<int, std::pair<Watcher, bool>> watchers_ ABSL_GUARDED_BY(watchers_mu_);
@@ -148,11 +213,9 @@ class DecisionLoop {
   std::array<std::atomic<int64_t>, 3> decision_counts_{};
 };
 
-// INVALID_ARGUMENT when a decision filter names an environment without its chain.
+// INVALID_ARGUMENT when a decision filter names an environment without its chain, or a
+// name that is not a valid chain id or environment name.
 absl::Status ValidateDecisionFilter(absl::string_view chain_id, absl::string_view env_name);
-
-// What is wrong with a report's values, or OK. Field names are prefixed with `prefix`.
-absl::Status ValidateLoadReport(const v1::LoadReport& report, absl::string_view prefix);
 
 }  // namespace chainscale
 

@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, selector, "",
 ABSL_FLAG(absl::Duration, decision_interval, absl::Seconds(1), "time between decisions");
 ABSL_FLAG(absl::Duration, report_staleness, absl::Seconds(10),
           "a source's last report counts this long, then it counts 0");
+ABSL_FLAG(size_t, metrics_max_chainlets, 1000,
+          "chainlets with their own series on /metrics (the first in key order); "
+          "chainscale_metrics_chainlets_omitted counts the rest");
 
 namespace {
 
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
   options.selector = *selector;
   options.decision_interval = absl::GetFlag(FLAGS_decision_interval);
   options.report_staleness = absl::GetFlag(FLAGS_report_staleness);
+  options.metrics_max_chainlets = absl::GetFlag(FLAGS_metrics_max_chainlets);
   absl::StatusOr<chainscale::ApiKeys> keys = chainscale::ApiKeys::Load(
       absl::GetFlag(FLAGS_api_keys_file), chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"));
   if (!keys.ok()) return Fail(keys.status());

@@ -78,12 +78,16 @@ absl::Status AgentServer::StartServing() {
                     "Agent RPCs handled, by method and status code.");
   metrics_.Describe("chainscale_rpc_duration_seconds", "summary",
                     "Time spent in agent RPCs, by method.");
+  metrics_.Describe("chainscale_load_streams_total", "counter", "StreamLoad streams opened.");
+  metrics_.Describe("chainscale_watch_streams_total", "counter",
+                    "WatchScalingDecisions streams opened.");
   metrics_.AddCollector([this](std::string* out) { CollectMetrics(out); });
 
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials(options_.tls);
   if (!credentials.ok()) return credentials.status();
-  service_ = std::make_unique<AgentService>(options_.api_keys, loop_.get(), &metrics_);
+  service_ = std::make_unique<AgentService>(options_.api_keys, loop_.get(), &metrics_,
+                                            options_.watch);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   ApplyServerKeepalive(builder);
@@ -120,8 +124,7 @@ void AgentServer::SetServing(bool serving) {
 }
 
 void AgentServer::Tick() {
-  std::vector<v1::ScalingDecision> changed = loop_->Tick();
-  if (!changed.empty()) sync_->SendDecisions(changed);
+  for (const DecisionBatchPtr& changed : loop_->Tick()) sync_->SendDecisions(changed->decisions);
 }
 
 void AgentServer::RunTicker() {
@@ -140,14 +143,14 @@ void AgentServer::RunTicker() {
 }
 
 void AgentServer::CollectMetrics(std::string* out) const {
-  const std::vector<ChainletLoad> loads = loop_->Loads();
+  const std::vector<ChainletLoad> loads = loop_->Loads(options_.metrics_max_chainlets);
   auto family = [&](const char* name, const char* type, const char* help, auto value) {
     absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
     for (const ChainletLoad& l : loads) {
       absl::StrAppend(out, name,
-                      RenderLabels({{"chain", l.key.chain_id()},
-                                    {"environment", l.key.env_name()},
-                                    {"chainlet", l.key.chainlet_name()}}),
+                      RenderLabels({{"chain", l.chain_id},
+                                    {"environment", l.env_name},
+                                    {"chainlet", l.chainlet_name}}),
                       " ", value(l), "\n");
     }
   };
@@ -159,6 +162,16 @@ void AgentServer::CollectMetrics(std::string* out) const {
          [](const ChainletLoad& l) { return l.in_flight_tokens; });
   family("chainscale_desired_replicas", "gauge", "Replicas the latest decision asks for.",
          [](const ChainletLoad& l) { return l.desired_replicas; });
+  const size_t served = loop_->size();
+  absl::StrAppend(out,
+                  "# HELP chainscale_chainlets Chainlets this agent serves.\n"
+                  "# TYPE chainscale_chainlets gauge\nchainscale_chainlets ",
+                  served,
+                  "\n# HELP chainscale_metrics_chainlets_omitted Chainlets without per-chainlet "
+                  "series here (beyond --metrics_max_chainlets); ListScalingDecisions has "
+                  "them all.\n# TYPE chainscale_metrics_chainlets_omitted gauge\n"
+                  "chainscale_metrics_chainlets_omitted ",
+                  served > loads.size() ? served - loads.size() : 0, "\n");
   const std::array<int64_t, 3> counts = loop_->DecisionCounts();
   absl::StrAppend(out,
                   "# HELP chainscale_decisions_total Decisions made, by status.\n"

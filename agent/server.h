@@ -41,6 +41,10 @@ struct AgentOptions {
   absl::Duration decision_interval = absl::Seconds(1);
   absl::Duration report_staleness = absl::Seconds(10);
   BackoffOptions reconnect;
+  // Chainlets whose series /metrics shows (the first in key order); a gauge counts the
+  // rest, so a scrape costs the same at 100 000 chainlets as at this many.
+  size_t metrics_max_chainlets = 1000;
+  WatchOptions watch;
   const Clock* clock = &RealClock::Get();  // tests drive time
   // When false, no ticker runs: the caller decides by calling Tick (tests).
   bool run_ticker = true;
@@ -61,7 +65,11 @@ class AgentServer {
   // One decision round: decide every chainlet and send changes to the control plane.
   void Tick();
   // Ends streams with UNAVAILABLE, stops the ticker, the Sync stream and the servers.
-  void Shutdown(absl::Duration grace = absl::Seconds(5));
+  // Unary calls in flight get `grace` to finish; so do client connections to say goodbye
+  // (an idle client may not answer gRPC's GOAWAY ping), after which they are closed. No
+  // step waits on the control plane, so this returns within about `grace` plus one tick
+  // whatever the control plane does.
+  void Shutdown(absl::Duration grace = absl::Seconds(1));
 
  private:
   explicit AgentServer(AgentOptions options);

@@ -26,7 +26,7 @@ std::unique_ptr<DecisionLoop> LoadedLoop(int64_t chainlets, int32_t window, Manu
   AppliedUpdate snapshot;
   snapshot.snapshot = true;
   for (int64_t i = 0; i < chainlets; ++i) {
-    CachedChainlet c;
+    SyncedChainlet c;
     c.key.set_chain_id(absl::StrCat("chain-", i / 10));
     c.key.set_env_name("production");
     c.key.set_chainlet_name(absl::StrCat("chainlet-", i % 10));
@@ -38,7 +38,7 @@ std::unique_ptr<DecisionLoop> LoadedLoop(int64_t chainlets, int32_t window, Manu
   // Three replicas report for every chainlet, for a whole window.
   for (int32_t second = 0; second < std::min(window, 120); ++second) {
     google::protobuf::RepeatedPtrField<v1::LoadReport> reports;
-    for (const CachedChainlet& c : snapshot.upserts) {
+    for (const SyncedChainlet& c : snapshot.upserts) {
       for (int r = 0; r < 3; ++r) {
         v1::LoadReport* report = reports.Add();
         report->set_source_id(absl::StrCat("replica-", r));
@@ -72,6 +72,24 @@ void BM_AgentTick(benchmark::State& state) {
       benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
   state.counters["estimated_bytes_per_chainlet"] = static_cast<double>(loop->MemoryBytes()) / n;
 }
+
+// A tick when a watcher follows every decision (include_unchanged): each tick also builds
+// the decisions that did not change.
+void BM_AgentTickWatchedWhole(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  ManualClock clock;
+  std::unique_ptr<DecisionLoop> loop = LoadedLoop(n, 60, clock);
+  loop->AddWatcher([](const DecisionBatchPtr& batch) { benchmark::DoNotOptimize(batch); }, true);
+  for (auto _ : state) {
+    clock.Advance(absl::Seconds(1));
+    benchmark::DoNotOptimize(loop->Tick());
+  }
+  state.counters["time_per_chainlet"] = benchmark::Counter(
+      static_cast<double>(n),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+BENCHMARK(BM_AgentTickWatchedWhole)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_AgentTick)
     ->Args({1'000, 60})

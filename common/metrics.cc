@@ -73,6 +73,35 @@ void Metrics::RecordRpc(absl::string_view method, absl::string_view code,
 }
 
 std::string Metrics::Render() const {
+  {
+    absl::MutexLock lock(&render_mu_);
+    if (rendering_) {
+      // Share the render under way: it began before this scrape, by less than its length.
+      const uint64_t renders = renders_;
+      auto done = [this, renders]() ABSL_SHARED_LOCKS_REQUIRED(render_mu_) {
+        return renders_ != renders;
+      };
+      ++waiting_;
+      render_mu_.Await(absl::Condition(&done));
+      --waiting_;
+      return *last_;
+    }
+    rendering_ = true;
+  }
+  auto text = std::make_shared<const std::string>(RenderNow());
+  absl::MutexLock lock(&render_mu_);
+  last_ = text;
+  rendering_ = false;
+  ++renders_;
+  return *text;
+}
+
+int Metrics::ScrapesWaiting() const {
+  absl::MutexLock lock(&render_mu_);
+  return waiting_;
+}
+
+std::string Metrics::RenderNow() const {
   std::string out;
   std::vector<std::function<void(std::string*)>> collectors;
   {

@@ -1,10 +1,14 @@
 // Metrics in the Prometheus text format: counters and gauges with labels, plus collectors
 // that render dynamic families (one sample per chainlet, say) when /metrics is scraped.
+// Scrapes that arrive while a render is under way wait for it and share its text, so
+// parallel scrapes cost one render.
 #ifndef CHAINSCALE_COMMON_METRICS_H_
 #define CHAINSCALE_COMMON_METRICS_H_
 
 #include <functional>
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,9 +37,13 @@ class Metrics {
   // chainscale_rpc_duration_seconds{method} (_sum and _count).
   void RecordRpc(absl::string_view method, absl::string_view code, absl::Duration elapsed);
 
-  std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::string Render() const ABSL_LOCKS_EXCLUDED(mu_, render_mu_);
+  // Scrapes waiting for a render under way (to observe the sharing).
+  int ScrapesWaiting() const ABSL_LOCKS_EXCLUDED(render_mu_);
 
  private:
+  std::string RenderNow() const ABSL_LOCKS_EXCLUDED(mu_);
+
   struct Family {
     std::string type;
     std::string help;
@@ -44,6 +52,12 @@ class Metrics {
   mutable absl::Mutex mu_;
   std::map<std::string, Family> families_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void(std::string*)>> collectors_ ABSL_GUARDED_BY(mu_);
+
+  mutable absl::Mutex render_mu_;
+  mutable bool rendering_ ABSL_GUARDED_BY(render_mu_) = false;
+  mutable uint64_t renders_ ABSL_GUARDED_BY(render_mu_) = 0;  // completed
+  mutable int waiting_ ABSL_GUARDED_BY(render_mu_) = 0;
+  mutable std::shared_ptr<const std::string> last_ ABSL_GUARDED_BY(render_mu_);
 };
 
 // `{a="x",b="y"}` with label values escaped, and cut when longer than 128 bytes (marked

@@ -4,6 +4,8 @@
 
 #include <limits>
 
+#include "absl/strings/str_cat.h"
+
 #include "common/field_violations.h"
 #include "common/settings_proto.h"
 #include "gmock/gmock.h"
@@ -25,9 +27,9 @@ v1::ChainletKey Key(const std::string& chainlet, const std::string& env = "produ
   return key;
 }
 
-CachedChainlet Cached(const std::string& chainlet, int32_t max_replica = 10,
+SyncedChainlet Cached(const std::string& chainlet, int32_t max_replica = 10,
                       std::optional<int32_t> stored_replicas = std::nullopt) {
-  CachedChainlet c;
+  SyncedChainlet c;
   c.key = Key(chainlet);
   c.settings.max_replica = max_replica;
   c.settings.concurrency_target = 10;
@@ -35,15 +37,11 @@ CachedChainlet Cached(const std::string& chainlet, int32_t max_replica = 10,
   c.settings.autoscaling_window = 10;
   c.settings.scale_down_delay = 2;
   c.revision = 7;
-  if (stored_replicas) {
-    v1::ScalingDecision d;
-    d.set_desired_replicas(*stored_replicas);
-    c.decision = d;
-  }
+  if (stored_replicas) c.decision = StoredDecision{*stored_replicas, std::nullopt};
   return c;
 }
 
-AppliedUpdate Snapshot(std::vector<CachedChainlet> chainlets) {
+AppliedUpdate Snapshot(std::vector<SyncedChainlet> chainlets) {
   AppliedUpdate u;
   u.snapshot = true;
   u.revision = 7;
@@ -96,7 +94,9 @@ class DecisionLoopTest : public ::testing::Test {
 TEST_F(DecisionLoopTest, LoadAtZeroReplicasIsDecidedAtOnce) {
   loop_.Apply(Snapshot({Cached("A")}));
   std::vector<v1::ScalingDecision> told;
-  loop_.AddWatcher([&](const v1::ScalingDecision& d, bool) { told.push_back(d); });
+  loop_.AddWatcher([&](const DecisionBatchPtr& batch) {
+    for (const v1::ScalingDecision& d : batch->decisions) told.push_back(d);
+  });
   absl::StatusOr<std::vector<v1::ScalingDecision>> answer = loop_.Report(Reports({{"A", 25}}));
   ASSERT_TRUE(answer.ok()) << answer.status();
   ASSERT_EQ(answer->size(), 1u);
@@ -170,7 +170,7 @@ TEST_F(DecisionLoopTest, SettingsChangesApplyAtTheNextTick) {
   for (int i = 0; i < 12; ++i) Second(25);
   AppliedUpdate change;
   change.revision = 8;
-  CachedChainlet lowered = Cached("A", /*max_replica=*/2);
+  SyncedChainlet lowered = Cached("A", /*max_replica=*/2);
   lowered.revision = 8;
   change.upserts.push_back(lowered);
   loop_.Apply(change);
@@ -211,8 +211,13 @@ TEST_F(DecisionLoopTest, WatchersHearOfChangesOrOfEveryDecision) {
   loop_.Apply(Snapshot({Cached("A"), Cached("B")}));
   int changed = 0;
   int every = 0;
-  loop_.AddWatcher([&](const v1::ScalingDecision&, bool) { ++changed; });
-  const int all = loop_.AddWatcher([&](const v1::ScalingDecision&, bool) { ++every; }, true);
+  loop_.AddWatcher([&](const DecisionBatchPtr& batch) {
+    EXPECT_TRUE(batch->changed);
+    changed += static_cast<int>(batch->decisions.size());
+  });
+  const int all = loop_.AddWatcher(
+      [&](const DecisionBatchPtr& batch) { every += static_cast<int>(batch->decisions.size()); },
+      true);
   for (int i = 0; i < 5; ++i) {
     clock_.Advance(absl::Seconds(1));
     loop_.Tick();
@@ -234,6 +239,125 @@ TEST_F(DecisionLoopTest, ListIsOrderedAndFiltered) {
   EXPECT_THAT(names, ElementsAre("A", "B"));
   EXPECT_EQ(loop_.List("", "").size(), 2u);
   EXPECT_TRUE(loop_.List("other", "").empty());
+}
+
+TEST_F(DecisionLoopTest, ANewSourceNamedTwiceInOneBatchCountsOnceTowardTheCap) {
+  DecisionLoopOptions options = Options();
+  options.max_sources_per_chainlet = 2;
+  DecisionLoop loop(options, clock_);
+  loop.Apply(Snapshot({Cached("A")}));
+  ASSERT_TRUE(loop.Report(Reports({{"A", 1}}, "r1")).ok());
+  auto twice = Reports({{"A", 1}, {"A", 2}}, "new");
+  EXPECT_TRUE(loop.Report(twice).ok()) << "one known source and one new one fit a cap of 2";
+  absl::Status third = loop.Report(Reports({{"A", 1}}, "third")).status();
+  EXPECT_EQ(third.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.message(), HasSubstr("more than 2 sources report for c/production/A"));
+}
+
+TEST_F(DecisionLoopTest, ControlCharactersInASourceIdAreRefused) {
+  loop_.Apply(Snapshot({Cached("A")}));
+  auto reports = Reports({{"A", 1}}, "r1\x1b[31m");
+  absl::Status status = loop_.Report(reports).status();
+  ASSERT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_EQ(FieldViolationsOf(status).size(), 1u);
+  EXPECT_EQ(FieldViolationsOf(status)[0].field, "reports[0].source_id");
+  EXPECT_THAT(FieldViolationsOf(status)[0].description, HasSubstr("control characters"));
+  absl::StatusOr<std::vector<absl::Status>> each = loop_.ReportEach(Reports({{"A", 1}}, "\n"));
+  ASSERT_TRUE(each.ok());
+  EXPECT_EQ((*each)[0].code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FieldViolationsOf((*each)[0])[0].field, "reports[0].source_id");
+}
+
+TEST_F(DecisionLoopTest, MalformedNamesNeverAliasAnotherChainlet) {
+  loop_.Apply(Snapshot({Cached("A")}));
+  // "c\0production" / "" / "A" would join to the key of c/production/A.
+  v1::ChainletKey alias;
+  alias.set_chain_id(std::string("c\0production", 12));
+  alias.set_chainlet_name("A");
+  absl::Status status = loop_.Get(alias).status();
+  ASSERT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  std::vector<std::string> fields;
+  for (const FieldViolation& v : FieldViolationsOf(status)) fields.push_back(v.field);
+  EXPECT_THAT(fields, ElementsAre("chain_id", "env_name"));
+  v1::ChainletKey nul_in_chainlet = Key("A");
+  nul_in_chainlet.set_chainlet_name(std::string("A\0", 2));
+  EXPECT_EQ(loop_.Get(nul_in_chainlet).status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto report = Reports({{std::string("A\0", 2), 1}});
+  status = loop_.Report(report).status();
+  ASSERT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FieldViolationsOf(status)[0].field, "reports[0].chainlet_name");
+  absl::StatusOr<std::vector<absl::Status>> each = loop_.ReportEach(report);
+  ASSERT_TRUE(each.ok());
+  EXPECT_EQ((*each)[0].code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(ValidateDecisionFilter(std::string("c\0production", 12), "").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateDecisionFilter("c", std::string("production\0", 11)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateDecisionFilter("c", "production").ok());
+  v1::ListScalingDecisionsRequest list;
+  list.set_chain_id(std::string("c\0production", 12));
+  EXPECT_EQ(loop_.ListPage(list).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DecisionLoopTest, AStreamedBatchOverTheCapIsRefusedWhole) {
+  DecisionLoopOptions options = Options();
+  options.max_reports_per_batch = 3;
+  DecisionLoop loop(options, clock_);
+  loop.Apply(Snapshot({Cached("A")}));
+  absl::StatusOr<std::vector<absl::Status>> each =
+      loop.ReportEach(Reports({{"A", 30}, {"A", 30}, {"A", 30}, {"A", 30}}));
+  ASSERT_EQ(each.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(each.status().message(), HasSubstr("at most 3 reports per message, got 4"));
+  clock_.Advance(absl::Seconds(1));
+  loop.Tick();
+  EXPECT_EQ(loop.Get(Key("A"))->desired_replicas(), 0) << "nothing of the batch counted";
+}
+
+TEST_F(DecisionLoopTest, ListingsFollowChangesInKeyOrder) {
+  loop_.Apply(Snapshot({Cached("C"), Cached("A")}));
+  AppliedUpdate change;
+  change.revision = 8;
+  change.upserts = {Cached("B"), Cached("D")};
+  change.removals = {Key("C")};
+  loop_.Apply(change);
+  std::vector<std::string> names;
+  for (const auto& d : loop_.List("c", "")) names.push_back(d.chainlet_name());
+  EXPECT_THAT(names, ElementsAre("A", "B", "D"));
+  EXPECT_EQ(loop_.size(), 3u);
+  v1::ListScalingDecisionsRequest request;
+  request.set_page_size(2);
+  absl::StatusOr<v1::ListScalingDecisionsResponse> page = loop_.ListPage(request);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->decisions_size(), 2);
+  EXPECT_EQ(page->decisions(1).chainlet_name(), "B");
+  request.set_page_token(page->next_page_token());
+  page = loop_.ListPage(request);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->decisions_size(), 1);
+  EXPECT_EQ(page->decisions(0).chainlet_name(), "D");
+  EXPECT_TRUE(page->next_page_token().empty());
+  EXPECT_EQ(loop_.Get(Key("C")).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(DecisionLoopTest, ManyChainletsAcrossShardsAreEachDecided) {
+  std::vector<SyncedChainlet> chainlets;
+  for (int i = 0; i < 1000; ++i) chainlets.push_back(Cached(absl::StrCat("n", i)));
+  loop_.Apply(Snapshot(chainlets));
+  google::protobuf::RepeatedPtrField<v1::LoadReport> reports;
+  for (int i = 0; i < 1000; ++i) *reports.Add() = Reports({{absl::StrCat("n", i), i % 50}})[0];
+  absl::StatusOr<std::vector<absl::Status>> each = loop_.ReportEach(reports);
+  ASSERT_TRUE(each.ok());
+  for (const absl::Status& s : *each) ASSERT_TRUE(s.ok()) << s;
+  clock_.Advance(absl::Seconds(1));
+  loop_.Tick();
+  for (int i = 0; i < 1000; ++i) {
+    v1::ChainletKey key = Key(absl::StrCat("n", i));
+    // Load i % 50 at 7 requests per replica.
+    EXPECT_EQ(loop_.Get(key)->desired_replicas(), std::min(10, (i % 50 + 6) / 7)) << i;
+  }
+  EXPECT_EQ(loop_.List("c", "production").size(), 1000u);
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ struct Start {
 class Loop {
  public:
   explicit Loop(const Start& start) : loop_(Options(), clock_) {
-    CachedChainlet c;
+    SyncedChainlet c;
     c.key = Key();
     c.settings.min_replica = start.min_replica;
     c.settings.max_replica = start.max_replica;
@@ -47,11 +47,7 @@ class Loop {
     c.settings.autoscaling_window = start.window;
     c.settings.scale_down_delay = start.delay;
     c.revision = 1;
-    if (start.stored_replicas) {
-      v1::ScalingDecision d;
-      d.set_desired_replicas(*start.stored_replicas);
-      c.decision = d;
-    }
+    if (start.stored_replicas) c.decision = StoredDecision{*start.stored_replicas, std::nullopt};
     AppliedUpdate u;
     u.snapshot = true;
     u.revision = 1;

@@ -29,7 +29,8 @@ constexpr char kToken[] = "agent-token";
 
 using testing::WaitFor;
 
-// Everything one agent applied, in order.
+// Everything one agent applied, in order, and the chainlets it adds up to (what the
+// agent's DecisionLoop holds).
 class AppliedLog {
  public:
   explicit AppliedLog(SettingsCache* cache) {
@@ -41,6 +42,15 @@ class AppliedLog {
   std::vector<AppliedUpdate> updates() const {
     absl::MutexLock lock(&mu_);
     return updates_;
+  }
+  std::map<std::string, SyncedChainlet> chainlets() const {
+    std::map<std::string, SyncedChainlet> state;
+    for (const AppliedUpdate& update : updates()) {
+      if (update.snapshot) state.clear();
+      for (const SyncedChainlet& c : update.upserts) state[EncodeChainletKey(c.key)] = c;
+      for (const v1::ChainletKey& key : update.removals) state.erase(EncodeChainletKey(key));
+    }
+    return state;
   }
 
  private:
@@ -158,9 +168,7 @@ class SyncTest : public ::testing::Test {
 
   static std::map<std::string, int32_t> CachedMaxReplicas(const Agent& agent) {
     std::map<std::string, int32_t> out;
-    for (const CachedChainlet& c : agent.cache.All()) {
-      out[EncodeChainletKey(c.key)] = c.settings.max_replica;
-    }
+    for (const auto& [key, c] : agent.log.chainlets()) out[key] = c.settings.max_replica;
     return out;
   }
 
@@ -213,7 +221,7 @@ TEST_F(SyncTest, NewAgentGetsASnapshotThenEveryChangeInOrder) {
   CreateChain("c", {"A", "B"});
   Agent agent(address_, "agent-1");
   ASSERT_TRUE(CaughtUp(agent));
-  EXPECT_EQ(agent.cache.size(), 4u);  // two chainlets in production and development
+  EXPECT_EQ(agent.log.chainlets().size(), 4u);  // two chainlets in production and development
   for (int i = 0; i < 30; ++i) {
     Response r = Update("c", "production", {{i % 2 ? "A" : "B", 2 + i}});
     EXPECT_EQ(r.status(), Response::ACCEPTED) << r.message();
@@ -246,17 +254,12 @@ TEST_F(SyncTest, AcceptedNeedsEveryServingAgentAndQueuedOtherwise) {
   ASSERT_TRUE(CaughtUp(production));
   r = Update("c", "production", {{"A", 4}});
   EXPECT_EQ(r.status(), Response::ACCEPTED) << r.message();
-  EXPECT_EQ(production.cache.Get([] {
-              v1::ChainletKey k;
-              k.set_chain_id("c");
-              k.set_env_name("production");
-              k.set_chainlet_name("A");
-              return k;
-            }())->settings.max_replica,
+  EXPECT_EQ(production.log.chainlets()[EncodeChainletKey("c", "production", "A")]
+                .settings.max_replica,
             4);
   ExpectValidHistory(production, Select("c", "production"));
   ExpectValidHistory(staging, Select("c", "development"));
-  EXPECT_EQ(staging.cache.size(), 1u);  // only its environment
+  EXPECT_EQ(staging.log.chainlets().size(), 1u);  // only its environment
 }
 
 TEST_F(SyncTest, AnAgentThatDoesNotAckInTimeMakesTheUpdateQueued) {
@@ -333,7 +336,7 @@ TEST_F(SyncTest, AnotherClusterIdReplacesTheAgentsState) {
   ASSERT_TRUE(WaitFor([&] { return agent.cache.cluster_id() != old_cluster; }));
   ASSERT_TRUE(CaughtUp(agent));
   EXPECT_EQ(CachedMaxReplicas(agent), StoredMaxReplicas());
-  EXPECT_EQ(agent.cache.size(), 4u);  // nothing of the old cluster is left
+  EXPECT_EQ(agent.log.chainlets().size(), 4u);  // nothing of the old cluster is left
 }
 
 TEST_F(SyncTest, DecisionsFlowBackAndReachTheNextAgent) {
@@ -357,14 +360,11 @@ TEST_F(SyncTest, DecisionsFlowBackAndReachTheNextAgent) {
   }));
   Agent successor(address_, "agent-2");
   ASSERT_TRUE(CaughtUp(successor));
-  v1::ChainletKey key;
-  key.set_chain_id("c");
-  key.set_env_name("production");
-  key.set_chainlet_name("A");
-  std::optional<CachedChainlet> cached = successor.cache.Get(key);
-  ASSERT_TRUE(cached.has_value());
-  ASSERT_TRUE(cached->decision.has_value());
-  EXPECT_EQ(cached->decision->desired_replicas(), 3);
+  const std::map<std::string, SyncedChainlet> chainlets = successor.log.chainlets();
+  auto it = chainlets.find(EncodeChainletKey("c", "production", "A"));
+  ASSERT_NE(it, chainlets.end());
+  ASSERT_TRUE(it->second.decision.has_value());
+  EXPECT_EQ(it->second.decision->desired_replicas, 3);
 }
 
 TEST_F(SyncTest, ShutdownEndsStreamsWithUnavailable) {
@@ -380,7 +380,7 @@ TEST_F(SyncTest, AWrongTokenIsUnauthenticated) {
   Agent agent(address_, "intruder", {}, "not-the-token");
   ASSERT_TRUE(WaitFor([&] { return agent.client->stats().last_end_code != -1; }));
   EXPECT_EQ(agent.client->stats().last_end_code, grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(agent.cache.size(), 0u);
+  EXPECT_TRUE(agent.log.chainlets().empty());
 }
 
 }  // namespace

@@ -1,8 +1,14 @@
 // Prometheus text rendering.
 #include "common/metrics.h"
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/wait.h"
 
 namespace chainscale {
 namespace {
@@ -52,6 +58,28 @@ TEST(MetricsTest, LongLabelValuesAreCutButStayDistinct) {
   const std::string rendered = RenderLabels({{"agent", quotes}});
   EXPECT_EQ(rendered.substr(rendered.size() - 2), "\"}");
   EXPECT_EQ(rendered.find("\\\"\"}"), std::string::npos) << rendered;
+}
+
+TEST(MetricsTest, ParallelScrapesShareOneRender) {
+  Metrics metrics;
+  std::atomic<int> renders{0};
+  absl::Notification release;
+  metrics.AddCollector([&](std::string* out) {
+    out->append("chainscale_render " + std::to_string(++renders) + "\n");
+    release.WaitForNotification();
+  });
+  std::vector<std::string> texts(4);
+  std::vector<std::thread> scrapes;
+  scrapes.emplace_back([&] { texts[0] = metrics.Render(); });
+  ASSERT_TRUE(testing::WaitFor([&] { return renders.load() == 1; }));
+  for (int i = 1; i < 4; ++i) scrapes.emplace_back([&, i] { texts[i] = metrics.Render(); });
+  ASSERT_TRUE(testing::WaitFor([&] { return metrics.ScrapesWaiting() == 3; }));
+  release.Notify();
+  for (std::thread& t : scrapes) t.join();
+  EXPECT_EQ(renders.load(), 1);
+  for (const std::string& text : texts) EXPECT_EQ(text, "chainscale_render 1\n");
+  // A scrape after the shared one renders afresh.
+  EXPECT_EQ(metrics.Render(), "chainscale_render 2\n");
 }
 
 }  // namespace
