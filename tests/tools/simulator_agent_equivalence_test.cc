@@ -201,7 +201,7 @@ TEST_P(EquivalenceTest, EveryTickDecidesAlike) {
   loop_options.agent_id = "agent-1";
   loop_options.report_staleness_seconds = options.report_staleness_seconds;
   DecisionLoop loop(loop_options, clock);
-  CachedChainlet chainlet;
+  SyncedChainlet chainlet;
   chainlet.key = Key();
   chainlet.settings = settings;
   chainlet.revision = 1;
