@@ -207,7 +207,15 @@ DecisionLoop::DecisionLoop(DecisionLoopOptions options, const Clock& clock)
 
 void DecisionLoop::Apply(const AppliedUpdate& update) {
   const absl::Time now = clock_.Now();
-  absl::MutexLock structure(&structure_mu_);
+  // Watchers there now hear of chainlets that appear (their starting point), once; a
+  // watcher that comes later finds them in its listing.
+  bool watched;
+  {
+    absl::MutexLock lock(&watchers_mu_);
+    watched = !watchers_.empty();
+  }
+  auto appeared = std::make_shared<DecisionBatch>();
+  absl::ReleasableMutexLock structure(&structure_mu_);
   if (update.new_cluster) {
     // Another cluster's state: its windows and decisions mean nothing here.
     for (Shard& shard : shards_) {
@@ -233,6 +241,7 @@ void DecisionLoop::Apply(const AppliedUpdate& update) {
         shard.chainlets.try_emplace(key, synced, decider_options_, now, ShardOf(hash));
     if (inserted) {
       added.push_back(&*it);
+      if (watched) appeared->decisions.push_back(ToProto(ViewOf(*it)));
     } else {
       it->second.decider.set_settings(synced.settings);  // takes effect at the next decision
       it->second.settings_revision = synced.revision;
@@ -273,6 +282,8 @@ void DecisionLoop::Apply(const AppliedUpdate& update) {
     std::inplace_merge(ordered_.begin(), ordered_.begin() + old_size, ordered_.end(), by_key);
   }
   size_.store(ordered_.size(), std::memory_order_relaxed);
+  structure.Release();
+  Notify(appeared);
 }
 
 void DecisionLoop::RebuildOrderLocked() {

@@ -207,6 +207,26 @@ TEST_F(DecisionLoopTest, ASnapshotOnReconnectKeepsEachChainletsState) {
   EXPECT_FALSE(d.warming_up()) << "a known chainlet does not warm up again";
 }
 
+TEST_F(DecisionLoopTest, WatchersHearOnceOfAChainletThatAppearsAfterThem) {
+  loop_.Apply(Snapshot({Cached("A")}));
+  std::vector<v1::ScalingDecision> told;
+  loop_.AddWatcher([&](const DecisionBatchPtr& batch) {
+    for (const v1::ScalingDecision& d : batch->decisions) told.push_back(d);
+  });
+  AppliedUpdate created;
+  created.revision = 2;
+  created.upserts.push_back(Cached("B"));
+  loop_.Apply(created);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].chainlet_name(), "B");
+  EXPECT_EQ(told[0].desired_replicas(), 0);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    loop_.Tick();
+  }
+  EXPECT_EQ(told.size(), 1u) << "a held starting point is not told again";
+}
+
 TEST_F(DecisionLoopTest, WatchersHearOfChangesOrOfEveryDecision) {
   loop_.Apply(Snapshot({Cached("A"), Cached("B")}));
   int changed = 0;
