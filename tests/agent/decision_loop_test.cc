@@ -207,6 +207,23 @@ TEST_F(DecisionLoopTest, ASnapshotOnReconnectKeepsEachChainletsState) {
   EXPECT_FALSE(d.warming_up()) << "a known chainlet does not warm up again";
 }
 
+TEST_F(DecisionLoopTest, ANewClusterIdDiscardsWindowsAndDecisions) {
+  loop_.Apply(Snapshot({Cached("A")}));
+  for (int i = 0; i < 3; ++i) Second(25);
+  ASSERT_EQ(loop_.Get(Key("A"))->desired_replicas(), 4);
+  // The same chainlet from another cluster's snapshot: nothing of the old state remains
+  // (DESIGN §5), neither the window of 25 in flight nor the decision of 4.
+  AppliedUpdate other = Snapshot({Cached("A")});
+  other.new_cluster = true;
+  loop_.Apply(other);
+  const v1::ScalingDecision after = loop_.Get(Key("A")).value();
+  EXPECT_EQ(after.desired_replicas(), 0);
+  EXPECT_EQ(after.avg_in_flight_requests(), 0);
+  const v1::ScalingDecision ticked = Second(-1);
+  EXPECT_EQ(ticked.desired_replicas(), 0);
+  EXPECT_EQ(ticked.avg_in_flight_requests(), 0);
+}
+
 TEST_F(DecisionLoopTest, WatchersHearOnceOfAChainletThatAppearsAfterThem) {
   loop_.Apply(Snapshot({Cached("A")}));
   std::vector<v1::ScalingDecision> told;
