@@ -160,6 +160,23 @@ bool SyncHub::SnapshotWindowFullLocked(const Subscription& s) const {
          s.snapshot_chunks_sent - s.snapshot_chunks_acked >= options_.snapshot_window_chunks;
 }
 
+bool SyncHub::SkipUnselectedLocked(Subscription& s) {
+  if (s.busy || s.writing || s.queued || !s.pending.empty() || s.snapshot_needed ||
+      s.snapshot != nullptr || s.decisions_ack.has_value() || s.read_revision >= head_ ||
+      s.sent_revision != s.read_revision || s.read_revision < cache_after_) {
+    return false;
+  }
+  // cache_[i] holds revision cache_after_ + i + 1.
+  for (size_t i = static_cast<size_t>(s.read_revision - cache_after_); i < cache_envs_.size();
+       ++i) {
+    for (const auto& [chain, env] : cache_envs_[i]) {
+      if (SelectorMatches(s.selector, chain, env)) return false;
+    }
+  }
+  s.read_revision = s.sent_revision = head_;
+  return true;
+}
+
 bool SyncHub::HasWorkLocked(const Subscription& s) const {
   if (s.decisions_ack.has_value() || !s.pending.empty()) return true;
   // Nothing else goes before the snapshot in progress, which waits for acks.
@@ -288,12 +305,23 @@ void SyncHub::Published(const std::vector<std::shared_ptr<const v1::SyncChange>>
   for (const auto& change : changes) {
     cache_.push_back(change);
     cache_bytes_ += change->ByteSizeLong();
+    std::vector<std::pair<std::string, std::string>> envs;
+    auto touch = [&envs](const v1::ChainletKey& key) {
+      for (const auto& [chain, env] : envs) {
+        if (chain == key.chain_id() && env == key.env_name()) return;
+      }
+      envs.emplace_back(key.chain_id(), key.env_name());
+    };
+    for (const v1::ChainletState& state : change->upserts()) touch(state.key());
+    for (const v1::ChainletKey& key : change->removals()) touch(key);
+    cache_envs_.push_back(std::move(envs));
   }
   head_ = changes.back()->revision();
   while (cache_bytes_ > options_.change_cache_bytes && cache_.size() > 1) {
     cache_bytes_ -= cache_.front()->ByteSizeLong();
     cache_after_ = cache_.front()->revision();
     cache_.pop_front();
+    cache_envs_.pop_front();
   }
   scan_ = true;  // a dispatch thread queues every subscription this concerns
 }
@@ -531,7 +559,11 @@ void SyncHub::Dispatch() {
       if (stopping_) return;
       if (scan_) {
         scan_ = false;
-        for (auto& [sid, s] : subscriptions_) MaybeQueueLocked(sid, s);
+        // A commit concerns few agents: the others move past it here, without a dispatch
+        // each (with 1 000 streams that was ~10 ms per commit).
+        for (auto& [sid, s] : subscriptions_) {
+          if (!SkipUnselectedLocked(s)) MaybeQueueLocked(sid, s);
+        }
       }
       if (run_queue_.empty()) continue;
       id = run_queue_.front();

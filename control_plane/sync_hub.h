@@ -158,6 +158,9 @@ class SyncHub {
   // Queues `id` when it may have something to send and nobody works on it.
   void MaybeQueueLocked(SubscriptionId id, Subscription& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWorkLocked(const Subscription& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // For an idle, up-to-date subscription: moves it past cached changes that touch none of
+  // its environments, without a dispatch. False when one concerns it (or it is not idle).
+  bool SkipUnselectedLocked(Subscription& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A snapshot is in progress and as far ahead of the agent's acks as it may go.
   bool SnapshotWindowFullLocked(const Subscription& s) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -184,6 +187,8 @@ class SyncHub {
   bool scan_ ABSL_GUARDED_BY(mu_) = false;  // every subscription may have work
   // Recent changes, oldest first, covering revisions (cache_after_, head_].
   std::deque<std::shared_ptr<const v1::SyncChange>> cache_ ABSL_GUARDED_BY(mu_);
+  // The chain environments each cached change touches, in the same order.
+  std::deque<std::vector<std::pair<std::string, std::string>>> cache_envs_ ABSL_GUARDED_BY(mu_);
   size_t cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t cache_after_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t head_ ABSL_GUARDED_BY(mu_) = 0;
