@@ -15,6 +15,7 @@ COPY common /src/common
 COPY control_plane /src/control_plane
 COPY agent /src/agent
 COPY tools /src/tools
+COPY console /src/console
 RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCHAINSCALE_BUILD_TESTS=OFF -DCHAINSCALE_BUILD_BENCH=OFF \
  && cmake --build /build --target chainscale-control-plane chainscale-agent \
