@@ -104,11 +104,7 @@ class Bench:
 
     def driver(self, mode, **flags):
         argv = [self.driver_bin, f"--mode={mode}"] + [f"--{k}={v}" for k, v in flags.items()]
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             timeout=1800)
-        if out.returncode != 0:
-            raise RuntimeError(f"driver {mode} failed: {out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return run_for_json(argv, f"driver {mode}", timeout=1800)
 
     def control_plane(self, ack_timeout="2s"):
         proc = self.spawn([self.control_plane_bin, "--insecure", "--listen=127.0.0.1:0",
@@ -189,11 +185,7 @@ class Bench:
 
     def etcd_run(self, endpoint, **flags):
         argv = [self.etcd_bench_bin, f"-endpoint={endpoint}"] + [f"-{k}={v}" for k, v in flags.items()]
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             timeout=900)
-        if out.returncode != 0:
-            raise RuntimeError(f"etcd_bench failed: {out.stderr[-2000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return run_for_json(argv, "etcd_bench", timeout=900)
 
     # ---- measures --------------------------------------------------------------------
 
@@ -467,6 +459,15 @@ class Bench:
             alone["stalls_over_20ms"] * 10 / seconds,
             with_agent["stalls_over_20ms"] * 10 / seconds, "", "lower")
         return rows
+
+
+def run_for_json(argv, what, timeout):
+    """Runs a load generator; its last line of output is its result as JSON."""
+    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed: {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def stream_rate(results):

@@ -167,9 +167,8 @@ bool SyncHub::SkipUnselectedLocked(Subscription& s) {
     return false;
   }
   // cache_[i] holds revision cache_after_ + i + 1.
-  for (size_t i = static_cast<size_t>(s.read_revision - cache_after_); i < cache_envs_.size();
-       ++i) {
-    for (const auto& [chain, env] : cache_envs_[i]) {
+  for (size_t i = static_cast<size_t>(s.read_revision - cache_after_); i < cache_.size(); ++i) {
+    for (const auto& [chain, env] : cache_[i].envs) {
       if (SelectorMatches(s.selector, chain, env)) return false;
     }
   }
@@ -303,7 +302,6 @@ void SyncHub::Published(const std::vector<std::shared_ptr<const v1::SyncChange>>
   if (changes.empty()) return;
   absl::MutexLock lock(&mu_);
   for (const auto& change : changes) {
-    cache_.push_back(change);
     cache_bytes_ += change->ByteSizeLong();
     std::vector<std::pair<std::string, std::string>> envs;
     auto touch = [&envs](const v1::ChainletKey& key) {
@@ -314,14 +312,13 @@ void SyncHub::Published(const std::vector<std::shared_ptr<const v1::SyncChange>>
     };
     for (const v1::ChainletState& state : change->upserts()) touch(state.key());
     for (const v1::ChainletKey& key : change->removals()) touch(key);
-    cache_envs_.push_back(std::move(envs));
+    cache_.push_back({change, std::move(envs)});
   }
   head_ = changes.back()->revision();
   while (cache_bytes_ > options_.change_cache_bytes && cache_.size() > 1) {
-    cache_bytes_ -= cache_.front()->ByteSizeLong();
-    cache_after_ = cache_.front()->revision();
+    cache_bytes_ -= cache_.front().change->ByteSizeLong();
+    cache_after_ = cache_.front().change->revision();
     cache_.pop_front();
-    cache_envs_.pop_front();
   }
   scan_ = true;  // a dispatch thread queues every subscription this concerns
 }
@@ -334,8 +331,8 @@ bool SyncHub::ChangesFromCacheLocked(
        i < cache_.size() && static_cast<int>(out->size()) < options_.log_read_batch &&
        bytes < options_.log_read_bytes;
        ++i) {
-    out->push_back(cache_[i]);
-    bytes += cache_[i]->ByteSizeLong();
+    out->push_back(cache_[i].change);
+    bytes += cache_[i].change->ByteSizeLong();
   }
   return true;
 }

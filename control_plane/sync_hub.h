@@ -186,9 +186,11 @@ class SyncHub {
   std::deque<SubscriptionId> run_queue_ ABSL_GUARDED_BY(mu_);
   bool scan_ ABSL_GUARDED_BY(mu_) = false;  // every subscription may have work
   // Recent changes, oldest first, covering revisions (cache_after_, head_].
-  std::deque<std::shared_ptr<const v1::SyncChange>> cache_ ABSL_GUARDED_BY(mu_);
-  // The chain environments each cached change touches, in the same order.
-  std::deque<std::vector<std::pair<std::string, std::string>>> cache_envs_ ABSL_GUARDED_BY(mu_);
+  struct CachedChange {
+    std::shared_ptr<const v1::SyncChange> change;
+    std::vector<std::pair<std::string, std::string>> envs;  // the chain environments touched
+  };
+  std::deque<CachedChange> cache_ ABSL_GUARDED_BY(mu_);
   size_t cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t cache_after_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t head_ ABSL_GUARDED_BY(mu_) = 0;

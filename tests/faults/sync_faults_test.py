@@ -97,7 +97,26 @@ def decision(chain, env, chainlet, desired, previous=0, reason="test"):
                                         reason=reason)
 
 
-class SyncFaultTest(unittest.TestCase):
+class ControlPlaneCase(unittest.TestCase):
+    """A fresh control plane per test; `cleanup` runs in order at the end."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], self.dir.name, API_KEY,
+                               agent_token=TOKEN).start()
+        self.channel = grpc.insecure_channel(self.cp.address)
+        self.stub = cp_grpc.ControlPlaneStub(self.channel)
+        self.cleanup = []
+
+    def tearDown(self):
+        for c in self.cleanup:
+            c()
+        self.channel.close()
+        self.cp.kill()
+        self.dir.cleanup()
+
+
+class SyncFaultTest(ControlPlaneCase):
     tried = 0
     held = 0
 
@@ -106,19 +125,9 @@ class SyncFaultTest(unittest.TestCase):
         print("\nsync/hostile streams: tried %d, held %d" % (cls.tried, cls.held))
 
     def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], self.dir.name, API_KEY,
-                               agent_token=TOKEN).start()
-        self.channel = grpc.insecure_channel(self.cp.address)
-        self.stub = cp_grpc.ControlPlaneStub(self.channel)
+        super().setUp()
         self.streams = []
-
-    def tearDown(self):
-        for s in self.streams:
-            s.close()
-        self.channel.close()
-        self.cp.kill()
-        self.dir.cleanup()
+        self.cleanup.append(lambda: [s.close() for s in self.streams])
 
     def check(self, condition, what):
         type(self).tried += 1
@@ -240,24 +249,9 @@ class SyncAuthTest(unittest.TestCase):
                 process.kill()
 
 
-class SyncScaleTest(unittest.TestCase):
+class SyncScaleTest(ControlPlaneCase):
     """Large states: a change far larger than a message, and snapshots to agents that
     stop reading."""
-
-    def setUp(self):
-        self.dir = tempfile.TemporaryDirectory()
-        self.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], self.dir.name, API_KEY,
-                               agent_token=TOKEN).start()
-        self.channel = grpc.insecure_channel(self.cp.address)
-        self.stub = cp_grpc.ControlPlaneStub(self.channel)
-        self.cleanup = []
-
-    def tearDown(self):
-        for c in self.cleanup:
-            c()
-        self.channel.close()
-        self.cp.kill()
-        self.dir.cleanup()
 
     def test_a_change_larger_than_a_message_reaches_the_agent(self):
         # 1000 chainlets with 63-character names in 64 environments: deleting the chain is
