@@ -176,18 +176,22 @@ bool SyncHub::SkipUnselectedLocked(Subscription& s) {
   return true;
 }
 
-bool SyncHub::HasWorkLocked(const Subscription& s) const {
+bool SyncHub::HasUrgentWorkLocked(const Subscription& s) const {
   if (s.decisions_ack.has_value() || !s.pending.empty()) return true;
   // Nothing else goes before the snapshot in progress, which waits for acks.
   if (SnapshotWindowFullLocked(s)) return false;
-  return s.snapshot_needed || s.snapshot != nullptr || s.read_revision < head_ ||
-         s.progress_due;
+  return s.snapshot_needed || s.snapshot != nullptr || s.read_revision < head_;
 }
 
 void SyncHub::MaybeQueueLocked(SubscriptionId id, Subscription& s) {
-  if (s.queued || s.busy || s.writing || !HasWorkLocked(s)) return;
-  s.queued = true;
-  run_queue_.push_back(id);
+  if (s.queued || s.busy || s.writing) return;
+  if (HasUrgentWorkLocked(s)) {
+    s.queued = true;
+    run_queue_.push_back(id);
+  } else if (s.progress_due && !s.progress_queued && !SnapshotWindowFullLocked(s)) {
+    s.progress_queued = true;
+    progress_queue_.push_back(id);
+  }
 }
 
 void SyncHub::WriteDone(SubscriptionId id) {
@@ -550,7 +554,7 @@ void SyncHub::Dispatch() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return stopping_ || scan_ || !run_queue_.empty();
+        return stopping_ || scan_ || !run_queue_.empty() || !progress_queue_.empty();
       };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
@@ -562,14 +566,17 @@ void SyncHub::Dispatch() {
           if (!SkipUnselectedLocked(s)) MaybeQueueLocked(sid, s);
         }
       }
-      if (run_queue_.empty()) continue;
-      id = run_queue_.front();
-      run_queue_.pop_front();
+      const bool urgent = !run_queue_.empty();
+      if (!urgent && progress_queue_.empty()) continue;
+      std::deque<SubscriptionId>& queue = urgent ? run_queue_ : progress_queue_;
+      id = queue.front();
+      queue.pop_front();
       auto it = subscriptions_.find(id);
       if (it == subscriptions_.end()) continue;
       Subscription& s = it->second;
-      s.queued = false;
-      if (s.busy || s.writing) continue;
+      (urgent ? s.queued : s.progress_queued) = false;
+      // Work queued in the run queue is served from there.
+      if (s.busy || s.writing || s.queued) continue;
       s.busy = true;
     }
     Serve(id);
@@ -577,11 +584,15 @@ void SyncHub::Dispatch() {
 }
 
 void SyncHub::TickProgress() {
-  while (true) {
+  // Each subscription is due once per interval, in one of kSlices turns spread over it,
+  // so a thousand streams do not all queue a message at the same moment.
+  constexpr uint64_t kSlices = 64;
+  for (uint64_t slice = 0;; slice = (slice + 1) % kSlices) {
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.progress_interval);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.progress_interval / kSlices);
     if (stopping_) return;
     for (auto& [id, s] : subscriptions_) {
+      if (id % kSlices != slice) continue;
       s.progress_due = true;
       MaybeQueueLocked(id, s);
     }
@@ -590,29 +601,34 @@ void SyncHub::TickProgress() {
 
 AckOutcome SyncHub::WaitForAcks(absl::string_view chain_id, absl::string_view env_name,
                                 int64_t revision, absl::Time deadline) {
+  // The agents serving the environment now; one that reconnects is waited for on its new
+  // stream, one that leaves no longer is. The condition runs at every release of the hub's
+  // lock, so it looks at these agents only, never at every subscription.
   struct Wait {
     SyncHub* hub;
-    absl::string_view chain_id;
-    absl::string_view env_name;
+    std::vector<std::string> agents;
     int64_t revision;
-    int serving = 0;
-    // Mutex conditions run with the lock held.
     static bool Done(Wait* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      w->serving = 0;
-      bool all = true;
-      for (const auto& [id, s] : w->hub->subscriptions_) {
-        if (!SelectorMatches(s.selector, w->chain_id, w->env_name)) continue;
-        ++w->serving;
-        all &= s.acked_revision >= w->revision;
+      for (const std::string& agent : w->agents) {
+        auto a = w->hub->by_agent_.find(agent);
+        if (a == w->hub->by_agent_.end()) continue;
+        auto s = w->hub->subscriptions_.find(a->second);
+        if (s != w->hub->subscriptions_.end() && s->second.acked_revision < w->revision) {
+          return false;
+        }
       }
-      return all;
+      return true;
     }
   };
-  Wait wait{this, chain_id, env_name, revision};
+  Wait wait{this, {}, revision};
   absl::MutexLock lock(&mu_);
-  const bool done = mu_.AwaitWithDeadline(absl::Condition(&Wait::Done, &wait), deadline);
-  if (wait.serving == 0) return AckOutcome::kNoSubscribers;
-  return done ? AckOutcome::kAllAcked : AckOutcome::kTimedOut;
+  for (const auto& [id, s] : subscriptions_) {
+    if (SelectorMatches(s.selector, chain_id, env_name)) wait.agents.push_back(s.agent_id);
+  }
+  if (wait.agents.empty()) return AckOutcome::kNoSubscribers;
+  return mu_.AwaitWithDeadline(absl::Condition(&Wait::Done, &wait), deadline)
+             ? AckOutcome::kAllAcked
+             : AckOutcome::kTimedOut;
 }
 
 int SyncHub::subscription_count() const {

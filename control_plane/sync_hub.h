@@ -150,6 +150,7 @@ class SyncHub {
     bool writing = false;   // a message is being written
     bool busy = false;      // a dispatch thread is preparing its next message
     bool queued = false;    // in the run queue
+    bool progress_queued = false;  // in the progress queue
     bool refusal_logged = false;
   };
 
@@ -157,7 +158,8 @@ class SyncHub {
   void TickProgress() ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `id` when it may have something to send and nobody works on it.
   void MaybeQueueLocked(SubscriptionId id, Subscription& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool HasWorkLocked(const Subscription& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Work other than a progress message, which waits behind every other stream's work.
+  bool HasUrgentWorkLocked(const Subscription& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // For an idle, up-to-date subscription: moves it past cached changes that touch none of
   // its environments, without a dispatch. False when one concerns it (or it is not idle).
   bool SkipUnselectedLocked(Subscription& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -184,6 +186,9 @@ class SyncHub {
   absl::flat_hash_map<std::string, SubscriptionId> by_agent_ ABSL_GUARDED_BY(mu_);
   SubscriptionId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::deque<SubscriptionId> run_queue_ ABSL_GUARDED_BY(mu_);
+  // Idle subscriptions due a progress message, served when the run queue is empty: with a
+  // thousand streams the per-interval progress must not delay a change (DESIGN §5).
+  std::deque<SubscriptionId> progress_queue_ ABSL_GUARDED_BY(mu_);
   bool scan_ ABSL_GUARDED_BY(mu_) = false;  // every subscription may have work
   // Recent changes, oldest first, covering revisions (cache_after_, head_].
   struct CachedChange {
