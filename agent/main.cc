@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/server.h"
 #include "common/log.h"
+#include "common/mutex_mode.h"
 #include "common/process.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50061", "gRPC address, host:port");
@@ -51,6 +52,7 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "chainscale agent: takes load reports and decides replica counts.\n"
       "  chainscale-agent --api_keys_file keys.txt --control_plane HOST:PORT "

@@ -10,11 +10,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "bench/bare_stream.h"
+#include "common/mutex_mode.h"
 #include "common/process.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "gRPC host:port; port 0 picks one");
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   const sigset_t signals = chainscale::BlockTerminationSignals();
   chainscale::bench::BareAgent service;

@@ -37,6 +37,7 @@
 #include "chainscale/v1/agent.grpc.pb.h"
 #include "chainscale/v1/control_plane.grpc.pb.h"
 #include "common/http_client.h"
+#include "common/mutex_mode.h"
 
 ABSL_FLAG(std::string, mode, "", "what to measure; see the file's comment");
 ABSL_FLAG(std::string, control_plane, "127.0.0.1:50051", "control plane gRPC host:port");
@@ -722,6 +723,7 @@ int Run() {
 }  // namespace chainscale::bench
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   return chainscale::bench::Run();
 }

@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/settings_cache.h"
 #include "agent/sync_client.h"
+#include "common/mutex_mode.h"
 #include "control_plane/server.h"
 
 ABSL_FLAG(int, updates, 1000, "updates to time");
@@ -139,6 +140,7 @@ int Run() {
 }  // namespace chainscale
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   return chainscale::Run();
 }

@@ -16,6 +16,7 @@
 #include "agent/settings_cache.h"
 #include "agent/sync_client.h"
 #include "common/clock.h"
+#include "common/mutex_mode.h"
 #include "control_plane/registry.h"
 #include "control_plane/server.h"
 
@@ -83,6 +84,7 @@ int Run() {
 }  // namespace chainscale
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   return chainscale::Run();
 }

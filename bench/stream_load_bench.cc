@@ -15,6 +15,7 @@
 #include "agent/server.h"
 #include "bench/bare_stream.h"
 #include "chainscale/v1/agent.grpc.pb.h"
+#include "common/mutex_mode.h"
 #include "control_plane/server.h"
 
 ABSL_FLAG(int, batches, 2000, "StreamLoad messages per run");
@@ -124,6 +125,7 @@ int Run() {
 }  // namespace chainscale
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   return chainscale::Run();
 }

@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/mutex_mode.h"
 #include "common/process.h"
 #include "control_plane/server.h"
 
@@ -51,6 +52,7 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "chainscale control plane: stores autoscaling settings and serves the management API.\n"
       "  chainscale-control-plane --api_keys_file keys.txt [--data_dir DIR] [--listen ADDR]");

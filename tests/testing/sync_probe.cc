@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/settings_cache.h"
 #include "agent/sync_client.h"
+#include "common/mutex_mode.h"
 #include "common/process.h"
 #include "common/selector.h"
 
@@ -88,6 +89,7 @@ std::string Describe(const std::string& id, const chainscale::AppliedUpdate& u) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::ParseCommandLine(argc, argv);
   const sigset_t signals = chainscale::BlockTerminationSignals();
 

@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/mutex_mode.h"
 #include "common/process.h"
 #include "common/tls.h"
 #include "tools/cli/commands.h"
@@ -24,6 +25,7 @@ ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify the servers' TLS certifi
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "deadline of a call");
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(absl::StrCat(
       "chainscale: calls the chainscale control plane and agent with JSON.\n"
       "  chainscale [flags] METHOD ['JSON request']\n"

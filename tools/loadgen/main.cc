@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
+#include "common/mutex_mode.h"
 #include "common/process.h"
 #include "common/tls.h"
 #include "tools/loadgen/load_generator.h"
@@ -36,6 +37,7 @@ ABSL_FLAG(bool, report_tokens, false, "also report in-flight tokens (trace patte
 ABSL_FLAG(bool, print_decisions, true, "print each decision that changes");
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "Plays replicas against a chainscale agent.\n"
       "  chainscale-loadgen --chain_id demo --chainlets HelloWorld --pattern step:5,25,30s");

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/field_violations.h"
+#include "common/mutex_mode.h"
 #include "common/settings.h"
 #include "tools/simulator/scenarios.h"
 #include "tools/simulator/simulation_request.h"
@@ -263,6 +264,7 @@ void PrintText(const v1::SimulationRequest& request, const v1::SimulationResult&
 }  // namespace chainscale
 
 int main(int argc, char** argv) {
+  chainscale::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "Replays a request trace or a load shape through chainscale's decision loop in "
       "simulated time and prints the scale events and the meters: replica-seconds, idle "
