@@ -154,19 +154,20 @@ class Balancer {
   }
 
   // An environment without an owner goes to the eligible agent that scores it highest
-  // among those with room, or, when none has room, among all eligible.
+  // among those with room, or, when none has room, among all eligible; it stays without
+  // one when every eligible agent is away on a lease.
   void Place(size_t env) {
     int best_room = -1;
     int best_any = -1;
     for (size_t a = 0; a < agents_.size(); ++a) {
-      if (!Eligible(a, env)) continue;
+      if (!agents_[a]->accepts_new_work || !Eligible(a, env)) continue;
       const uint64_t s = ScoreOf(a, env);
       if (best_any < 0 || s > ScoreOf(best_any, env)) best_any = static_cast<int>(a);
       if (HasRoom(a) && (best_room < 0 || s > ScoreOf(best_room, env))) {
         best_room = static_cast<int>(a);
       }
     }
-    Assign(env, best_room >= 0 ? best_room : best_any);
+    if (best_any >= 0) Assign(env, best_room >= 0 ? best_room : best_any);
   }
 
   // Agents below their share take the environments that score them highest from agents
@@ -175,6 +176,7 @@ class Balancer {
   void TakeShares() {
     for (int phase = 0; phase < 2; ++phase) {
       for (size_t r = 0; r < agents_.size(); ++r) {
+        if (!agents_[r]->accepts_new_work) continue;
         auto wants = [&]() {
           if (load_[r] < floor_) return true;
           if (phase == 0 || load_[r] >= Ceil()) return false;

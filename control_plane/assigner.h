@@ -42,6 +42,9 @@ struct ChainEnv {
 struct AssignableAgent {
   std::string agent_id;
   v1::Selector selector;  // empty: everything
+  // False for an agent whose stream is down but whose lease runs: it keeps what it owns
+  // and may give it away, but is given nothing new.
+  bool accepts_new_work = true;
 };
 
 struct OwnerMove {

@@ -23,12 +23,13 @@ namespace chainscale {
 namespace {
 
 // Names of the column families, indexed by ColumnFamily; kMetadata is RocksDB's default.
-constexpr const char* kColumnFamilyNames[] = {"default", "chains", "settings", "revision_log",
-                                              "decisions"};
-constexpr int kColumnFamilyCount = 5;
+constexpr const char* kColumnFamilyNames[] = {"default",      "chains",    "settings",
+                                              "revision_log", "decisions", "owners"};
+constexpr int kColumnFamilyCount = 6;
 
 constexpr char kRevisionKey[] = "revision";
 constexpr char kClusterIdKey[] = "cluster_id";
+constexpr char kBootGenerationKey[] = "boot_generation";
 
 constexpr int64_t kMiB = 1 << 20;
 
@@ -591,6 +592,76 @@ std::vector<absl::Status> Store::PutDecisions(
     }
   }
   return statuses;
+}
+
+absl::StatusOr<int64_t> Store::BeginGeneration() {
+  if (absl::Status s = ReadyToWrite(); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot start a boot generation: ", s.message()));
+  }
+  std::shared_ptr<Db> db = this->db();
+  std::string value;
+  int64_t generation = 0;
+  rocksdb::Status s = db->db->Get(rocksdb::ReadOptions(), db->handle(ColumnFamily::kMetadata),
+                                  kBootGenerationKey, &value);
+  if (s.ok()) {
+    generation = DecodeRevision(value);
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "boot generation");
+  }
+  ++generation;
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  s = db->db->Put(write, db->handle(ColumnFamily::kMetadata), kBootGenerationKey,
+                  EncodeRevision(generation));
+  if (!s.ok()) return WriteFailed(FromRocks(s, "boot generation"));
+  return generation;
+}
+
+absl::Status Store::PutOwners(const std::vector<StoredOwner>& owners) {
+  if (owners.empty()) return absl::OkStatus();
+  if (absl::Status s = ReadyToWrite(); !s.ok()) return s;
+  std::shared_ptr<Db> db = this->db();
+  rocksdb::ColumnFamilyHandle* cf = db->handle(ColumnFamily::kOwners);
+  rocksdb::WriteBatch batch;
+  for (const StoredOwner& o : owners) {
+    const std::string key = ChainletKeyPrefix(o.chain_id, o.env_name);
+    if (o.owner.agent_id().empty()) {
+      batch.Delete(cf, key);
+    } else {
+      batch.Put(cf, key, o.owner.SerializeAsString());
+    }
+  }
+  if (absl::Status s = FromRocks(db->db->Write(rocksdb::WriteOptions(), &batch), "put owners");
+      !s.ok()) {
+    return WriteFailed(s);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoredOwner>> Store::ListOwners() const {
+  std::shared_ptr<Db> db = this->db();
+  std::vector<StoredOwner> owners;
+  rocksdb::ColumnFamilyHandle* cf = db->handle(ColumnFamily::kOwners);
+  if (cf == nullptr) return owners;  // a read-only open of a store from before owners
+  std::unique_ptr<rocksdb::Iterator> it(db->db->NewIterator(rocksdb::ReadOptions(), cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    // chain \0 env \0
+    const absl::string_view key = ToView(it->key());
+    const size_t sep = key.find('\0');
+    if (sep == absl::string_view::npos || key.empty() || key.back() != '\0') {
+      return Damaged(options_.path, "an owner record has a malformed key");
+    }
+    StoredOwner o;
+    o.chain_id = std::string(key.substr(0, sep));
+    o.env_name = std::string(key.substr(sep + 1, key.size() - sep - 2));
+    if (!o.owner.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return Damaged(options_.path, "an owner record does not parse");
+    }
+    owners.push_back(std::move(o));
+  }
+  if (absl::Status s = FromRocks(it->status(), "list owners"); !s.ok()) return s;
+  return owners;
 }
 
 absl::StatusOr<v1::Chain> Store::GetChain(absl::string_view chain_id) const {

@@ -41,7 +41,14 @@ class Snapshot;
 namespace chainscale {
 
 // The column families, in the order of their descriptors (kMetadata is RocksDB's default).
-enum class ColumnFamily { kMetadata = 0, kChains, kSettings, kRevisionLog, kDecisions };
+enum class ColumnFamily {
+  kMetadata = 0,
+  kChains,
+  kSettings,
+  kRevisionLog,
+  kDecisions,
+  kOwners,
+};
 
 struct StoreOptions {
   std::string path;
@@ -67,6 +74,13 @@ struct StoreMutation {
   // Gives the change its revision: the entry, every upsert, and each chain put that is a
   // new chain (revision 0) carry it.
   void Stamp(int64_t revision);
+};
+
+// The owner of one chain environment (DESIGN §11).
+struct StoredOwner {
+  std::string chain_id;
+  std::string env_name;
+  v1::EnvironmentOwner owner;  // an empty agent_id deletes the record (PutOwners)
 };
 
 // Every selected chainlet read at one revision.
@@ -109,6 +123,16 @@ class Store {
   // for a chainlet that does not exist. Writer thread only.
   std::vector<absl::Status> PutDecisions(const std::vector<v1::ScalingDecision>& decisions)
       ABSL_LOCKS_EXCLUDED(db_mu_);
+
+  // Starts a new boot generation and returns it: one more than the last one stored (1 in
+  // a new store), synced before it returns, so assignment epochs made from it are above
+  // every epoch of earlier runs. FAILED_PRECONDITION on a read-only store.
+  absl::StatusOr<int64_t> BeginGeneration() ABSL_LOCKS_EXCLUDED(db_mu_);
+  // Stores (or, for an empty agent_id, deletes) owners of chain environments. Not synced:
+  // a lost tail only hands an environment out again, under a new epoch. Writer thread only.
+  absl::Status PutOwners(const std::vector<StoredOwner>& owners) ABSL_LOCKS_EXCLUDED(db_mu_);
+  // Every stored owner, in chain and environment order.
+  absl::StatusOr<std::vector<StoredOwner>> ListOwners() const;
 
   absl::StatusOr<v1::Chain> GetChain(absl::string_view chain_id) const;
   // Chains with ids after `start_after`, in id order, at most `limit`.

@@ -101,6 +101,30 @@ TEST(AssignerTest, ALeaveMovesOnlyTheLeaversShare) {
   EXPECT_EQ(Counts(owners).count("agent-1"), 0u);
 }
 
+// An agent away on its lease keeps its work but is given nothing new; a joiner still takes
+// its share from it.
+TEST(AssignerTest, AnAgentOnItsLeaseKeepsItsWorkButGetsNoNewWork) {
+  Owners owners;
+  Apply(Rebalance(Envs(90), Agents(3), {}), &owners);
+  std::vector<AssignableAgent> agents = Agents(3);
+  agents[0].accepts_new_work = false;
+  std::vector<ChainEnv> envs = Envs(120);  // 30 new environments
+  const std::vector<OwnerMove> moves = Rebalance(envs, agents, owners);
+  for (const OwnerMove& m : moves) {
+    EXPECT_NE(m.to, "agent-0") << m.env.chain_id;
+    EXPECT_TRUE(m.from.empty()) << m.env.chain_id << " moved from " << m.from;
+  }
+  EXPECT_EQ(moves.size(), 30u);
+  Apply(moves, &owners);
+  EXPECT_EQ(Counts(owners)["agent-0"], 30);
+  // With only the away agent left, new environments wait for an owner.
+  const std::vector<AssignableAgent> away = {agents[0]};
+  const std::vector<OwnerMove> alone = Rebalance(Envs(121), away, owners);
+  int unowned = 0;
+  for (const OwnerMove& m : alone) unowned += m.to.empty() ? 1 : 0;
+  EXPECT_EQ(unowned, static_cast<int>(alone.size()));
+}
+
 // Rendezvous hashing decides who gets what, not the order agents connected in.
 TEST(AssignerTest, TheResultDoesNotDependOnTheOrderOfAgents) {
   std::vector<AssignableAgent> agents = Agents(5);
