@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/watch_backlog.h"
+#include "common/decision_filter.h"
 #include "common/grpc_auth.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
@@ -22,22 +23,6 @@ namespace {
 constexpr size_t kMaxQueuedResponses = 1024;
 // Decisions of the listing a watcher starts with, read at a time.
 constexpr int kListingPageSize = 256;
-
-// Ends a stream with `status`. Messages already written wait in the transport until the
-// client makes room for them; one that stopped reading never does, and a status sent with
-// Finish would queue behind them forever (so would a write in flight). An error is sent
-// at once by cancelling the call with it (gRPC sends the trailers ahead of the queued
-// messages, which are dropped); OK follows the messages.
-template <typename Reactor>
-void EndStream(grpc::CallbackServerContext* context, WriteGate& gate, Reactor& reactor,
-               const grpc::Status& status) {
-  if (!status.ok() && !gate.ending()) {
-    grpc_call_cancel_with_status(context->c_call(),
-                                 static_cast<grpc_status_code>(status.error_code()),
-                                 status.error_message().c_str(), nullptr);
-  }
-  if (std::optional<grpc::Status> end = gate.End(status)) reactor.Finish(*end);
-}
 
 // StreamLoad: reads batches, records each report on its own, answers each batch in order.
 class LoadStream final

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/chainlet_key.h"
+#include "common/decision_filter.h"
 #include "common/error_text.h"
 #include "common/field_violations.h"
 #include "common/names.h"
@@ -106,27 +107,6 @@ DeciderStart StartOf(const SyncedChainlet& synced) {
   }
   return start;
 }
-
-}  // namespace
-
-absl::Status ValidateDecisionFilter(absl::string_view chain_id, absl::string_view env_name) {
-  if (chain_id.empty() && !env_name.empty()) {
-    return InvalidArgumentWithViolations(
-        {{"env_name", "needs chain_id: an environment is named within a chain"}});
-  }
-  std::vector<FieldViolation> v;
-  if (!chain_id.empty()) {
-    if (std::optional<std::string> p = ChainIdProblem(chain_id)) v.push_back({"chain_id", *p});
-  }
-  if (!env_name.empty()) {
-    if (std::optional<std::string> p = EnvironmentNameProblem(env_name)) {
-      v.push_back({"env_name", *p});
-    }
-  }
-  return v.empty() ? absl::OkStatus() : InvalidArgumentWithViolations(v);
-}
-
-namespace {
 
 // What is wrong with a report's source id and values (its names are checked only when
 // no chainlet has them), or OK; field names "reports[index].<name>" (plain when index < 0).

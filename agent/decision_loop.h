@@ -33,6 +33,7 @@
 #include "chainscale/v1/agent.pb.h"
 #include "common/chainlet_decider.h"
 #include "common/clock.h"
+#include "common/decision_filter.h"
 #include "common/settings.h"
 
 namespace chainscale {
@@ -212,10 +213,6 @@ class DecisionLoop {
   std::atomic<int> watchers_for_all_{0};
   std::array<std::atomic<int64_t>, 3> decision_counts_{};
 };
-
-// INVALID_ARGUMENT when a decision filter names an environment without its chain, or a
-// name that is not a valid chain id or environment name.
-absl::Status ValidateDecisionFilter(absl::string_view chain_id, absl::string_view env_name);
 
 }  // namespace chainscale
 

@@ -5,10 +5,7 @@
 namespace chainscale {
 
 void WatchBacklog::StartListing(size_t expected, PageReader read_page) {
-  read_page_ = std::move(read_page);
-  page_.Clear();
-  page_position_ = 0;
-  listing_left_ = expected;
+  listing_.Start(expected, std::move(read_page));
 }
 
 bool WatchBacklog::Add(DecisionBatchPtr batch, size_t max_waiting) {
@@ -17,7 +14,7 @@ bool WatchBacklog::Add(DecisionBatchPtr batch, size_t max_waiting) {
     batches_.clear();
     position_ = 0;
     waiting_ = 0;
-    EndListing();
+    listing_.Stop();
     return false;
   }
   waiting_ += batch->decisions.size();
@@ -25,37 +22,14 @@ bool WatchBacklog::Add(DecisionBatchPtr batch, size_t max_waiting) {
   return true;
 }
 
-void WatchBacklog::EndListing() {
-  read_page_ = nullptr;
-  page_.Clear();
-  page_position_ = 0;
-  listing_left_ = 0;
-}
-
-const v1::ScalingDecision* WatchBacklog::NextListed() {
-  while (read_page_ != nullptr) {
-    if (page_position_ < page_.decisions_size()) {
-      if (listing_left_ > 0) --listing_left_;
-      return &page_.decisions(page_position_++);
-    }
-    if (page_position_ > 0 && page_.next_page_token().empty()) break;  // the last page
-    absl::StatusOr<v1::ListScalingDecisionsResponse> next = read_page_(page_.next_page_token());
-    if (!next.ok() || next->decisions().empty()) break;
-    page_ = *std::move(next);
-    page_position_ = 0;
-  }
-  EndListing();
-  return nullptr;
-}
-
 const v1::ScalingDecision* WatchBacklog::Next() {
-  if (const v1::ScalingDecision* listed = NextListed()) return listed;
+  if (const v1::ScalingDecision* listed = listing_.Next()) return listed;
   while (!batches_.empty()) {
     const std::vector<v1::ScalingDecision>& decisions = batches_.front()->decisions;
     while (position_ < decisions.size()) {
       const v1::ScalingDecision& d = decisions[position_++];
       --waiting_;
-      if (Matches(d)) {
+      if (filter_.Matches(d)) {
         sending_ = batches_.front();
         return &d;
       }

@@ -16,18 +16,18 @@
 
 #include "absl/status/statusor.h"
 #include "agent/decision_loop.h"
+#include "common/decision_filter.h"
+#include "common/decision_listing.h"
 
 namespace chainscale {
 
 class WatchBacklog {
  public:
-  // Reads the page of the listing that follows `page_token` (empty: the first page).
-  using PageReader = std::function<absl::StatusOr<v1::ListScalingDecisionsResponse>(
-      const std::string& page_token)>;
+  using PageReader = DecisionListing::PageReader;
 
   // Only decisions of `chain_id` (all when empty) and `env_name` (all when empty).
   WatchBacklog(std::string chain_id, std::string env_name)
-      : chain_id_(std::move(chain_id)), env_name_(std::move(env_name)) {}
+      : filter_{std::move(chain_id), std::move(env_name)} {}
 
   // Sends the listing `read_page` reads, about `expected` decisions, before any batch.
   void StartListing(size_t expected, PageReader read_page);
@@ -42,24 +42,11 @@ class WatchBacklog {
 
   // Decisions added and not yet passed by Next (those outside the filter included), and
   // what remains of the listing.
-  size_t waiting() const { return waiting_ + listing_left_; }
+  size_t waiting() const { return waiting_ + listing_.left(); }
 
  private:
-  bool Matches(const v1::ScalingDecision& d) const {
-    return (chain_id_.empty() || d.chain_id() == chain_id_) &&
-           (env_name_.empty() || d.env_name() == env_name_);
-  }
-  // The next decision of the listing, reading a page when one is used up; nullptr once
-  // the listing is done.
-  const v1::ScalingDecision* NextListed();
-  void EndListing();
-
-  const std::string chain_id_;
-  const std::string env_name_;
-  PageReader read_page_;  // empty once the listing is done
-  v1::ListScalingDecisionsResponse page_;
-  int page_position_ = 0;
-  size_t listing_left_ = 0;
+  const DecisionFilter filter_;
+  DecisionListing listing_;
   std::deque<DecisionBatchPtr> batches_;
   size_t position_ = 0;  // in batches_.front()
   size_t waiting_ = 0;

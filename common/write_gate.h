@@ -4,6 +4,8 @@
 #ifndef CHAINSCALE_COMMON_WRITE_GATE_H_
 #define CHAINSCALE_COMMON_WRITE_GATE_H_
 
+#include <grpc/grpc.h>
+#include <grpcpp/server_context.h>
 #include <grpcpp/support/status.h>
 
 #include <optional>
@@ -48,6 +50,23 @@ class WriteGate {
   bool finished_ = false;
   std::optional<grpc::Status> pending_end_;
 };
+
+// Ends a callback-API stream with `status`. Messages already written wait in the
+// transport until the client makes room for them; one that stopped reading never does,
+// and a status sent with Finish would queue behind them forever (so would a write in
+// flight). An error is sent
+// at once by cancelling the call with it (gRPC sends the trailers ahead of the queued
+// messages, which are dropped); OK follows the messages.
+template <typename Reactor>
+void EndStream(grpc::CallbackServerContext* context, WriteGate& gate, Reactor& reactor,
+               const grpc::Status& status) {
+  if (!status.ok() && !gate.ending()) {
+    grpc_call_cancel_with_status(context->c_call(),
+                                 static_cast<grpc_status_code>(status.error_code()),
+                                 status.error_message().c_str(), nullptr);
+  }
+  if (std::optional<grpc::Status> end = gate.End(status)) reactor.Finish(*end);
+}
 
 }  // namespace chainscale
 

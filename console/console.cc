@@ -2,6 +2,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/field_violations.h"
+#include "common/names.h"
 #include "console/console_assets.h"
 #include "tools/simulator/scenarios.h"
 
@@ -10,6 +13,7 @@ namespace {
 
 constexpr absl::string_view kAssetPrefix = "/console/";
 constexpr absl::string_view kSessionPath = "/v1/console/session";
+constexpr absl::string_view kChainsPrefix = "/v1/console/chains/";
 
 // The page may load its own scripts and styles only, and no other site may frame it.
 const std::map<std::string, std::string>& PageHeaders() {
@@ -72,6 +76,7 @@ const std::vector<Console::Path>& Console::Paths() {
       {"/v1/console/session", false, "GET", false},
       {"/v1/simulations", false, "POST", true},
       {"/v1/simulations/scenarios", false, "GET", true},
+      {"/v1/console/chains/", true, "GET", true},
   };
   return *paths;
 }
@@ -138,7 +143,49 @@ ConsoleResponse Console::Respond(const ConsoleRequest& request) {
     absl::StatusOr<ConsoleResponse> response = Simulate(request);
     return response.ok() ? *std::move(response) : Error(response.status());
   }
+  if (absl::StartsWith(path, kChainsPrefix)) {
+    absl::StatusOr<ConsoleResponse> response = History(request);
+    return response.ok() ? *std::move(response) : Error(response.status());
+  }
   return Error(absl::NotFoundError(absl::StrCat("no such path: ", path)));
+}
+
+void Console::SetChainletLookup(ChainletLookup lookup) {
+  absl::MutexLock lock(&lookup_mu_);
+  lookup_ = std::move(lookup);
+}
+
+absl::StatusOr<ConsoleResponse> Console::History(const ConsoleRequest& request) const {
+  // {chain_id}/environments/{env_name}/history
+  const std::vector<absl::string_view> parts =
+      absl::StrSplit(absl::string_view(request.path).substr(kChainsPrefix.size()), '/');
+  if (parts.size() != 4 || parts[1] != "environments" || parts[3] != "history" ||
+      options_.history == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no such path: ", request.path));
+  }
+  std::string chainlet;
+  for (absl::string_view pair : absl::StrSplit(request.query, '&')) {
+    if (absl::ConsumePrefix(&pair, "chainlet=")) chainlet = std::string(pair);
+  }
+  std::vector<FieldViolation> v;
+  if (std::optional<std::string> p = ChainIdProblem(parts[0])) v.push_back({"chain_id", *p});
+  if (std::optional<std::string> p = EnvironmentNameProblem(parts[2])) {
+    v.push_back({"env_name", *p});
+  }
+  if (std::optional<std::string> p = ChainletNameProblem(chainlet)) {
+    v.push_back({"chainlet", *p});
+  }
+  if (!v.empty()) return InvalidArgumentWithViolations(v);
+  ChainletLookup lookup;
+  {
+    absl::MutexLock lock(&lookup_mu_);
+    lookup = lookup_;
+  }
+  if (lookup == nullptr) {
+    return absl::UnavailableError("the control plane is still opening its store");
+  }
+  if (absl::Status s = lookup(parts[0], parts[2], chainlet); !s.ok()) return s;
+  return Json(options_.history->Get(parts[0], parts[2], chainlet));
 }
 
 absl::StatusOr<ConsoleResponse> Console::Simulate(const ConsoleRequest& request) {

@@ -7,21 +7,27 @@
 //   POST /v1/simulations              a SimulationRequest, run here on the agents'
 //                                     decision code; answers a SimulationResult
 //   GET  /v1/simulations/scenarios    the ready-made scenarios
+//   GET  /v1/console/chains/{chain_id}/environments/{env_name}/history?chainlet=NAME
+//                                     the chainlet's recent stored decisions, for the
+//                                     chart (a ChainletDecisionHistory)
 // The page reads chains, environments, settings and stored decisions, and writes
 // settings, through the REST gateway (Baseten's paths). JSON uses proto field names. The
-// /v1/simulations calls need a management key as the REST gateway does (unless none is
+// /v1/simulations and history calls need a management key as the REST gateway does (unless none is
 // configured); errors come back as statuses for the HTTP glue to render.
 #ifndef CHAINSCALE_CONSOLE_CONSOLE_H_
 #define CHAINSCALE_CONSOLE_CONSOLE_H_
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/auth.h"
+#include "console/decision_history.h"
 #include "tools/simulator/simulation_request.h"
 
 namespace chainscale {
@@ -32,11 +38,18 @@ struct ConsoleOptions {
   // Simulations running at once; more are answered RESOURCE_EXHAUSTED.
   int max_concurrent_simulations = 2;
   size_t max_body_bytes = 1 << 20;
+  // The chart history; null: the history path answers NOT_FOUND. Must outlive the console.
+  const DecisionHistory* history = nullptr;
 };
+
+// OK when the chainlet exists; NOT_FOUND (saying which name is unknown) otherwise.
+using ChainletLookup = std::function<absl::Status(
+    absl::string_view chain_id, absl::string_view env_name, absl::string_view chainlet_name)>;
 
 struct ConsoleRequest {
   std::string method;
   std::string path;  // without the query string
+  std::string query;  // after '?', not decoded
   std::string authorization;  // the Authorization header, possibly empty
   std::string body;
 };
@@ -78,11 +91,18 @@ class Console {
   // field violations), RESOURCE_EXHAUSTED (too many simulations at once).
   ConsoleResponse Respond(const ConsoleRequest& request);
 
+  // Where the history call checks that a chainlet exists; until it is set (the store is
+  // still opening) that call answers UNAVAILABLE.
+  void SetChainletLookup(ChainletLookup lookup) ABSL_LOCKS_EXCLUDED(lookup_mu_);
+
  private:
   absl::StatusOr<ConsoleResponse> Simulate(const ConsoleRequest& request);
+  absl::StatusOr<ConsoleResponse> History(const ConsoleRequest& request) const;
 
   const ConsoleOptions options_;
   std::atomic<int> running_simulations_{0};
+  mutable absl::Mutex lookup_mu_;
+  ChainletLookup lookup_ ABSL_GUARDED_BY(lookup_mu_);
 };
 
 }  // namespace chainscale

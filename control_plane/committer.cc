@@ -10,8 +10,11 @@ constexpr size_t kMaxGroup = 1024;
 
 }  // namespace
 
-Committer::Committer(Store* store, CommitListener on_commit)
-    : store_(store), on_commit_(std::move(on_commit)), thread_([this] { Run(); }) {}
+Committer::Committer(Store* store, CommitListener on_commit, DecisionListener on_decisions)
+    : store_(store),
+      on_commit_(std::move(on_commit)),
+      on_decisions_(std::move(on_decisions)),
+      thread_([this] { Run(); }) {}
 
 Committer::~Committer() {
   {
@@ -69,7 +72,17 @@ void Committer::Run() {
       decisions.swap(decisions_);
     }
     if (!group.empty()) CommitGroup(group);
-    for (DecisionBatch& batch : decisions) batch.done(store_->PutDecisions(batch.decisions));
+    for (DecisionBatch& batch : decisions) {
+      const std::vector<absl::Status> statuses = store_->PutDecisions(batch.decisions);
+      if (on_decisions_) {
+        std::vector<v1::ScalingDecision> stored;
+        for (size_t i = 0; i < statuses.size(); ++i) {
+          if (statuses[i].ok()) stored.push_back(std::move(batch.decisions[i]));
+        }
+        if (!stored.empty()) on_decisions_(std::move(stored));
+      }
+      batch.done(statuses);
+    }
   }
 }
 

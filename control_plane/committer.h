@@ -27,10 +27,14 @@ namespace chainscale {
 using CommitListener =
     std::function<void(const std::vector<std::shared_ptr<const v1::SyncChange>>& changes)>;
 
+// What a listener hears after each batch of decisions is written: the decisions stored
+// (refused ones left out), in order. It runs on the committer's thread and must not block.
+using DecisionListener = std::function<void(std::vector<v1::ScalingDecision> stored)>;
+
 class Committer {
  public:
   // `store` must outlive the committer.
-  Committer(Store* store, CommitListener on_commit);
+  Committer(Store* store, CommitListener on_commit, DecisionListener on_decisions = nullptr);
   // Finishes what is queued, then stops the thread.
   ~Committer();
 
@@ -68,6 +72,7 @@ class Committer {
 
   Store* const store_;
   const CommitListener on_commit_;
+  const DecisionListener on_decisions_;
   mutable absl::Mutex mu_;
   std::deque<Pending*> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<DecisionBatch> decisions_ ABSL_GUARDED_BY(mu_);

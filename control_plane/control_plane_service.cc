@@ -5,13 +5,135 @@
 #include "absl/time/clock.h"
 #include "common/grpc_auth.h"
 #include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/write_gate.h"
 
 namespace chainscale {
+namespace {
+
+// WatchScalingDecisions: the initial state (read from the store a page at a time as the
+// stream takes it), its end, then each decision the feed offers, the latest per chainlet
+// while the client reads slowly. A watcher with more chainlets waiting than its bound is
+// ended with RESOURCE_EXHAUSTED.
+class FeedWatch final : public grpc::ServerWriteReactor<v1::WatchDecisionFeedResponse>,
+                        public EndableStream,
+                        public FeedSink {
+ public:
+  FeedWatch(grpc::CallbackServerContext* context, const absl::Status& auth,
+            const v1::WatchDecisionFeedRequest& request, DecisionFeed* feed, StreamSet* streams,
+            size_t max_pending)
+      : context_(context),
+        feed_(feed),
+        streams_(streams),
+        filter_{request.chain_id(), request.env_name()},
+        backlog_(filter_, feed == nullptr ? "" : feed->feed_id(), max_pending) {
+    if (!streams_->Add(this)) {
+      End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+      return;
+    }
+    if (!auth.ok()) {
+      End(ToGrpcStatus(auth));
+      return;
+    }
+    if (feed_ == nullptr) {
+      End(ToGrpcStatus(absl::UnavailableError("the control plane is still opening its store")));
+      return;
+    }
+    if (absl::Status s = feed_->CheckFilter(filter_); !s.ok()) {
+      End(ToGrpcStatus(s));
+      return;
+    }
+    registered_ = true;
+    feed_->AddSink(this, request.feed_id(), request.resume_after());
+  }
+
+  void Begin(const FeedStart& start, const FeedBatch& missed) override {
+    absl::MutexLock lock(&mu_);
+    if (start.resumed) {
+      backlog_.StartResumed(start.sequence, missed);
+    } else {
+      backlog_.StartWithInitialState(start.sequence, feed_->PageReaderFor(filter_));
+    }
+    WriteNextLocked();
+  }
+
+  void Offer(const FeedBatch& batch) override {
+    absl::MutexLock lock(&mu_);
+    if (gate_.ending()) return;
+    if (!backlog_.Add(batch)) {
+      LogWarning("ending a decision watch that cannot keep up", {{"peer", context_->peer()}});
+      EndLocked(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          "this watch has more chainlets waiting than the control plane keeps for one "
+          "watcher; read faster, or filter by chain_id and env_name"));
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    if (std::optional<grpc::Status> end = gate_.Completed()) {
+      Finish(*end);
+      return;
+    }
+    if (!ok) {
+      EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to client failed"));
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override { End(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    if (registered_) feed_->RemoveSink(this);
+    streams_->Remove(this);
+    delete this;
+  }
+
+  void End(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    EndLocked(status);
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!gate_.CanWrite()) return;
+    absl::StatusOr<bool> next = backlog_.Next(&out_);
+    if (!next.ok()) {
+      LogWarning("cannot read the stored decisions", {{"error", next.status().ToString()}});
+      EndLocked(ToGrpcStatus(next.status()));
+      return;
+    }
+    if (!*next) return;
+    gate_.Started();
+    StartWrite(&out_);
+  }
+
+  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EndStream(context_, gate_, *this, status);
+  }
+
+  grpc::CallbackServerContext* const context_;
+  DecisionFeed* const feed_;
+  StreamSet* const streams_;
+  const DecisionFilter filter_;
+  bool registered_ = false;
+  absl::Mutex mu_;
+  FeedBacklog backlog_ ABSL_GUARDED_BY(mu_);
+  v1::WatchDecisionFeedResponse out_ ABSL_GUARDED_BY(mu_);
+  WriteGate gate_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
 
 ControlPlaneService::ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics)
     : options_(std::move(options)), metrics_(metrics) {}
 
-void ControlPlaneService::SetBackends(Management* management, SyncHub* hub) {
+void ControlPlaneService::SetBackends(Management* management, SyncHub* hub,
+                                      DecisionFeed* feed) {
+  feed_.store(feed);
   hub_.store(hub);
   management_.store(management);
 }
@@ -26,6 +148,14 @@ grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* ControlPlaneService:
   access.agent_tokens = &options_.agent_tokens;
   access.open = options_.insecure && options_.api_keys.empty() && options_.agent_tokens.empty();
   return new SyncStream(context, access, hub_.load(), &streams_);
+}
+
+grpc::ServerWriteReactor<v1::WatchDecisionFeedResponse>*
+ControlPlaneService::WatchScalingDecisions(grpc::CallbackServerContext* context,
+                                           const v1::WatchDecisionFeedRequest* request) {
+  metrics_->Add("chainscale_decision_watches_total", {});
+  return new FeedWatch(context, AuthorizeCall(options_.api_keys, *context), *request,
+                       feed_.load(), &streams_, options_.max_feed_pending);
 }
 
 template <typename Call>

@@ -12,6 +12,7 @@
 #include "common/auth.h"
 #include "common/metrics.h"
 #include "common/worker_pool.h"
+#include "control_plane/decision_feed.h"
 #include "control_plane/management.h"
 #include "control_plane/sync_hub.h"
 #include "control_plane/sync_stream.h"
@@ -22,6 +23,9 @@ struct ControlPlaneServiceOptions {
   ApiKeys api_keys;       // management callers
   ApiKeys agent_tokens;   // agents on Sync
   bool insecure = false;  // no keys configured is allowed: calls are open
+  // Chainlets whose latest decision may wait for one WatchScalingDecisions stream; a
+  // watcher with more waiting is ended with RESOURCE_EXHAUSTED.
+  size_t max_feed_pending = 10'000;
 };
 
 // Every method uses gRPC's callback API: a server that mixes sync and callback
@@ -34,13 +38,17 @@ class ControlPlaneService final : public v1::ControlPlane::CallbackService {
   ControlPlaneService(ControlPlaneServiceOptions options, Metrics* metrics);
 
   // Calls made before the backends are set (the store is still opening) answer
-  // UNAVAILABLE. Set them both, or both to null.
-  void SetBackends(Management* management, SyncHub* hub);
-  // Ends every Sync stream with UNAVAILABLE, and any opened later.
-  void FinishSyncStreams() { streams_.EndAll(); }
+  // UNAVAILABLE. Set them all, or all to null.
+  void SetBackends(Management* management, SyncHub* hub, DecisionFeed* feed);
+  // Ends every Sync and WatchScalingDecisions stream with UNAVAILABLE, and any opened
+  // later.
+  void FinishStreams() { streams_.EndAll(); }
 
   grpc::ServerBidiReactor<v1::SyncRequest, v1::SyncResponse>* Sync(
       grpc::CallbackServerContext* context) override;
+
+  grpc::ServerWriteReactor<v1::WatchDecisionFeedResponse>* WatchScalingDecisions(
+      grpc::CallbackServerContext* context, const v1::WatchDecisionFeedRequest* request) override;
 
   grpc::ServerUnaryReactor* CreateChain(grpc::CallbackServerContext* context,
                                         const v1::CreateChainRequest* request,
@@ -79,6 +87,7 @@ class ControlPlaneService final : public v1::ControlPlane::CallbackService {
   Metrics* const metrics_;
   std::atomic<Management*> management_{nullptr};
   std::atomic<SyncHub*> hub_{nullptr};
+  std::atomic<DecisionFeed*> feed_{nullptr};
   StreamSet streams_;
   WorkerPool workers_{16};
 };

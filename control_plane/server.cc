@@ -49,13 +49,15 @@ void RegisterConsole(HttpServer& http, Console& console, RestGateway& rest) {
         }
       }
       std::optional<ConsoleResponse> refused =
-          console.Admit({head.method, head.path, head.Header("Authorization"), head.body});
+          console.Admit({head.method, head.path, head.query, head.Header("Authorization"),
+                         head.body});
       if (!refused.has_value()) return std::nullopt;
       return ConsoleHttpResponse(*std::move(refused));
     };
     route.handler = [&console](const HttpRequest& request) {
-      return ConsoleHttpResponse(console.Respond(
-          {request.method, request.path, request.Header("Authorization"), request.body}));
+      return ConsoleHttpResponse(console.Respond({request.method, request.path, request.query,
+                                                  request.Header("Authorization"),
+                                                  request.body}));
     };
     http.Route(std::move(route));
   }
@@ -66,7 +68,7 @@ constexpr char kServiceName[] = "chainscale.v1.ControlPlane";
 }  // namespace
 
 ControlPlaneServer::ControlPlaneServer(ControlPlaneOptions options)
-    : options_(std::move(options)) {}
+    : options_(std::move(options)), history_(options_.history) {}
 
 absl::StatusOr<std::unique_ptr<ControlPlaneServer>> ControlPlaneServer::Start(
     ControlPlaneOptions options) {
@@ -99,6 +101,8 @@ absl::Status ControlPlaneServer::StartServing() {
   metrics_.Describe("chainscale_rpc_duration_seconds", "summary",
                     "Time spent in management RPCs, by method.");
   metrics_.Describe("chainscale_sync_streams_total", "counter", "Sync streams opened.");
+  metrics_.Describe("chainscale_decision_watches_total", "counter",
+                    "WatchScalingDecisions streams opened.");
   metrics_.AddCollector([this](std::string* out) {
     if (!serving_.load()) return;
     absl::StrAppend(out,
@@ -144,7 +148,8 @@ absl::Status ControlPlaneServer::StartServing() {
       MakeServerCredentials(options_.tls);
   if (!credentials.ok()) return credentials.status();
   service_ = std::make_unique<ControlPlaneService>(
-      ControlPlaneServiceOptions{options_.api_keys, options_.agent_tokens, options_.insecure},
+      ControlPlaneServiceOptions{options_.api_keys, options_.agent_tokens, options_.insecure,
+                                 options_.max_feed_pending},
       &metrics_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -167,7 +172,10 @@ absl::Status ControlPlaneServer::StartServing() {
     rest_ = std::make_unique<RestGateway>(
         RestGatewayOptions{options_.api_keys, options_.rest_rate_limit}, &metrics_,
         RealClock::Get());
-    console_ = std::make_unique<Console>(ConsoleOptions{options_.api_keys});
+    ConsoleOptions console;
+    console.api_keys = options_.api_keys;
+    console.history = &history_;
+    console_ = std::make_unique<Console>(std::move(console));
     RegisterConsole(*http_, *console_, *rest_);
     rest_->Register(*http_);
     AddStatusRoutes(*http_, metrics_, serving_);
@@ -195,11 +203,22 @@ absl::Status ControlPlaneServer::OpenStore() {
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(store_options);
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
+  // Stored decisions reach the watchers and the console's history through the feed.
+  feed_ = std::make_unique<DecisionFeed>(store_.get(), options_.feed,
+                                         [history = &history_](const FeedBatch& batch) {
+                                           for (const FeedEventPtr& event : batch) {
+                                             history->Record(event->decision);
+                                           }
+                                         });
   // Commits reach the hub through the committer's listener; nothing commits before the
   // registry exists, by which time the hub does.
   committer_ = std::make_unique<Committer>(
-      store_.get(), [this](const std::vector<std::shared_ptr<const v1::SyncChange>>& changes) {
+      store_.get(),
+      [this](const std::vector<std::shared_ptr<const v1::SyncChange>>& changes) {
         hub_->Published(changes);
+      },
+      [feed = feed_.get()](std::vector<v1::ScalingDecision> stored) {
+        feed->Publish(std::move(stored));
       });
   SyncHubOptions sync = options_.sync;
   sync.max_replicas = options_.registry.settings_limits.max_replica_limit;
@@ -207,8 +226,22 @@ absl::Status ControlPlaneServer::OpenStore() {
   registry_ = std::make_unique<Registry>(store_.get(), committer_.get(), options_.registry,
                                          RealClock::Get());
   management_ = std::make_unique<Management>(registry_.get(), hub_.get(), options_.ack_timeout);
-  service_->SetBackends(management_.get(), hub_.get());
+  service_->SetBackends(management_.get(), hub_.get(), feed_.get());
   if (rest_ != nullptr) rest_->SetManagement(management_.get());
+  if (console_ != nullptr) {
+    console_->SetChainletLookup([store = store_.get()](absl::string_view chain_id,
+                                                       absl::string_view env_name,
+                                                       absl::string_view chainlet_name) {
+      absl::StatusOr<std::vector<std::optional<v1::ChainletState>>> found =
+          store->GetChainlets(chain_id, env_name, {std::string(chainlet_name)});
+      if (!found.ok()) return found.status();
+      if (!found->front().has_value()) {
+        return absl::NotFoundError(absl::StrCat("chainlet ", chain_id, "/", env_name, "/",
+                                                chainlet_name, " not found"));
+      }
+      return absl::OkStatus();
+    });
+  }
   return absl::OkStatus();
 }
 
@@ -224,16 +257,18 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
   shut_down_ = true;
   if (server_ != nullptr) {
     SetServing(false);
-    service_->FinishSyncStreams();
+    service_->FinishStreams();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
   if (http_ != nullptr) http_->Stop();
   if (rest_ != nullptr) rest_->SetManagement(nullptr);
-  if (service_ != nullptr) service_->SetBackends(nullptr, nullptr);
+  if (console_ != nullptr) console_->SetChainletLookup(nullptr);
+  if (service_ != nullptr) service_->SetBackends(nullptr, nullptr, nullptr);
   management_.reset();
   registry_.reset();
-  committer_.reset();  // drains queued writes, whose callbacks reach the hub
+  committer_.reset();  // drains queued writes, whose callbacks reach the hub and the feed
   hub_.reset();
+  feed_.reset();
   store_.reset();
 }
 

@@ -17,7 +17,9 @@
 #include "common/tls.h"
 #include "console/console.h"
 #include "control_plane/committer.h"
+#include "console/decision_history.h"
 #include "control_plane/control_plane_service.h"
+#include "control_plane/decision_feed.h"
 #include "control_plane/management.h"
 #include "control_plane/registry.h"
 #include "control_plane/rest_gateway.h"
@@ -44,6 +46,10 @@ struct ControlPlaneOptions {
   SyncHubOptions sync;
   double rest_rate_limit = 100;  // requests per second per key on the REST gateway
   int http_max_connections = 512;
+  DecisionFeedOptions feed;
+  DecisionHistoryOptions history;
+  // Chainlets whose latest decision may wait for one WatchScalingDecisions stream.
+  size_t max_feed_pending = 10'000;
 };
 
 class ControlPlaneServer {
@@ -75,7 +81,9 @@ class ControlPlaneServer {
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<RestGateway> rest_;
   std::unique_ptr<Console> console_;
+  DecisionHistory history_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<DecisionFeed> feed_;
   std::unique_ptr<Committer> committer_;
   std::unique_ptr<SyncHub> hub_;
   std::unique_ptr<Registry> registry_;

@@ -744,6 +744,26 @@ absl::StatusOr<std::vector<v1::ChainletState>> Store::ListChainlets(
   return chainlets;
 }
 
+absl::StatusOr<std::vector<v1::ScalingDecision>> Store::ListDecisions(
+    absl::string_view prefix, absl::string_view after_key, int limit) const {
+  std::shared_ptr<Db> db = this->db();
+  std::vector<v1::ScalingDecision> decisions;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->db->NewIterator(rocksdb::ReadOptions(), db->handle(ColumnFamily::kDecisions)));
+  it->Seek(after_key.empty() ? ToSlice(prefix) : ToSlice(after_key));
+  for (; it->Valid() && it->key().starts_with(ToSlice(prefix)) &&
+         static_cast<int>(decisions.size()) < limit;
+       it->Next()) {
+    if (ToView(it->key()) == after_key) continue;
+    absl::StatusOr<v1::ScalingDecision> d =
+        Parse<v1::ScalingDecision>(ToView(it->value()), "decision");
+    if (!d.ok()) return d.status();
+    decisions.push_back(*std::move(d));
+  }
+  if (absl::Status s = FromRocks(it->status(), "list decisions"); !s.ok()) return s;
+  return decisions;
+}
+
 absl::StatusOr<std::vector<v1::SyncChange>> Store::ChangesSince(int64_t after_revision,
                                                                 int limit,
                                                                 size_t max_bytes) const {

@@ -147,6 +147,12 @@ class Store {
   // `env_name` is empty), with their latest decisions, in key order.
   absl::StatusOr<std::vector<v1::ChainletState>> ListChainlets(absl::string_view chain_id,
                                                                absl::string_view env_name) const;
+  // Stored decisions of the chainlets under `prefix` (ChainletKeyPrefix of a chain or a
+  // chain environment; empty: every chainlet) whose keys sort after `after_key`
+  // (EncodeChainletKey; empty: from the first), in key order, at most `limit`.
+  absl::StatusOr<std::vector<v1::ScalingDecision>> ListDecisions(absl::string_view prefix,
+                                                                 absl::string_view after_key,
+                                                                 int limit) const;
   // Log entries after `after_revision`, oldest first: at most `limit` of them, and no
   // more once `max_bytes` have been read (at least one is returned). OUT_OF_RANGE when
   // entries after it have been deleted by retention (the reader needs a snapshot).

@@ -292,22 +292,59 @@ function mountEnvironment(chainId, envName, selectedName) {
     }
   }).catch((e) => showError(errors, e));
 
+  // The capacity `replicas` give at the target utilization.
+  function capacity(replicas, s) {
+    return replicas * (s.concurrency_target || 1) * (s.target_utilization_percentage || 70) / 100;
+  }
+
   function record(env) {
     const now = Date.now() / 1000;
     for (const c of env.chainlet_settings || []) {
       const d = c.decision;
       const s = c.autoscaling_settings || {};
-      const perReplica = (s.concurrency_target || 1) * (s.target_utilization_percentage || 70) / 100;
       const list = samples.get(c.chainlet_name) || [];
       list.push({
         t: now,
         replicas: d ? d.desired_replicas || 0 : 0,
         load: d ? d.avg_in_flight_requests || 0 : 0,
-        capacity: (d ? d.desired_replicas || 0 : 0) * perReplica,
+        capacity: capacity(d ? d.desired_replicas || 0 : 0, s),
       });
       while (list.length && list[0].t < now - HISTORY_SECONDS) list.shift();
       samples.set(c.chainlet_name, list);
     }
+  }
+
+  // The control plane's history of the chainlet's stored decisions (its last minutes),
+  // put before the points polled since the page opened: once per chainlet.
+  const historyAsked = new Set();
+  async function loadHistory(name) {
+    if (!name || historyAsked.has(name)) return;
+    historyAsked.add(name);
+    let history;
+    try {
+      history = await api("GET", `/v1/console/chains/${encodeURIComponent(chainId)}/environments/` +
+        `${encodeURIComponent(envName)}/history?chainlet=${encodeURIComponent(name)}`);
+    } catch (e) {
+      historyAsked.delete(name);  // asked again at the next poll
+      return;
+    }
+    const c = ((environment && environment.chainlet_settings) || []).find((x) => x.chainlet_name === name);
+    const s = (c && c.autoscaling_settings) || {};
+    const live = samples.get(name) || [];
+    const firstLive = live.length ? live[0].t : Date.now() / 1000;
+    const cutoff = firstLive - HISTORY_SECONDS;
+    const past = [];
+    for (const p of history.points || []) {
+      const t = Date.parse(p.time) / 1000;
+      if (!(t < firstLive)) continue;
+      const point = { t: Math.max(t, cutoff), replicas: p.desired_replicas || 0,
+        load: p.avg_in_flight_requests || 0, capacity: capacity(p.desired_replicas || 0, s) };
+      // A decision from before the window holds until the next one: drawn from its start.
+      if (past.length && past[past.length - 1].t === cutoff && point.t === cutoff) past.pop();
+      past.push(point);
+    }
+    samples.set(name, past.concat(live));
+    if (name === selected && environment) renderDetail();
   }
 
   function renderTable() {
@@ -350,7 +387,9 @@ function mountEnvironment(chainId, envName, selectedName) {
     const s = c.autoscaling_settings || {};
     const points = samples.get(c.chainlet_name) || [];
     const t0 = points.length ? points[0].t : Date.now() / 1000;
-    const chart = h("div", { class: "chart-box", id: "live-chart" });
+    // data-since: the time of the chart's first point (seconds since the epoch).
+    const chart = h("div", { class: "chart-box", id: "live-chart",
+      dataset: { since: String(t0), points: String(points.length) } });
     info.append(
       h("h2", {}, c.chainlet_name, " ", statusBadge(d && d.status)),
       h("dl", { class: "facts" },
@@ -364,8 +403,8 @@ function mountEnvironment(chainId, envName, selectedName) {
         h("dt", {}, "Settings"), h("dd", {}, SETTINGS.filter((f) => s[f.name] != null)
           .map((f) => `${f.name} ${s[f.name]}`).join(", "))),
       chart,
-      h("p", { class: "hint" }, "Since this page opened, polled every 2 s: the window average ",
-        "and replicas of the latest stored decision (agents store a decision when it changes), ",
+      h("p", { class: "hint" }, "The last minutes of stored decisions (agents store a decision ",
+        "when it changes), then polled every 2 s: the window average and replicas, ",
         "and the capacity those replicas give at the target utilization."));
     timeSeries(chart, {
       label: `load, capacity and replicas of ${c.chainlet_name}`,
@@ -388,6 +427,7 @@ function mountEnvironment(chainId, envName, selectedName) {
       `${encodeURIComponent(envName)}/${encodeURIComponent(name)}`);
     renderTable();
     renderDetail();
+    loadHistory(name);
   }
 
   // Opens the panel on what is stored now: the environment is read again first.
@@ -413,6 +453,7 @@ function mountEnvironment(chainId, envName, selectedName) {
       }
       renderTable();
       renderDetail();
+      loadHistory(selected);
       root.dataset.loaded = "true";
     } catch (e) {
       errors.replaceChildren();

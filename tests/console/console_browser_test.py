@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import grpc
 from google.protobuf import json_format
@@ -261,6 +262,29 @@ class ConsoleBrowserTest(unittest.TestCase):
         self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#sim-chart path.series-replicas"),
                   "the simulator chart has no replicas line")
         self.screenshot("simulator.png")
+        self.assertEqual(self.browser_errors(), [])
+
+    def test_8_the_chart_opens_with_the_stored_history(self):
+        # Decisions stored before the page opens are on its chart at once, not only the
+        # polls made since (the control plane's history of stored decisions).
+        history_url = self.url("v1/console/chains/%s/environments/production/history"
+                               "?chainlet=HelloWorld" % CHAIN)
+
+        def stored_points():
+            request = urllib.request.Request(history_url,
+                                             headers={"Authorization": "Api-Key " + API_KEY})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return len(json.loads(response.read()).get("points", []))
+        self.assertTrue(wait_for(lambda: stored_points() >= 2, 60), "fewer than 2 points")
+        # Points are at least a second apart, so the first is a second before the page opens.
+        opened = time.time()
+        self.open("/chains/%s/production/HelloWorld" % CHAIN)
+        self.wait(lambda d: float(d.find_element(By.ID, "live-chart").get_attribute(
+            "data-since") or "inf") < opened - 0.5, "the chart starts when the page opened")
+        chart = self.driver.find_element(By.ID, "live-chart")
+        self.assertGreaterEqual(int(chart.get_attribute("data-points")), 2)
+        self.assertGreaterEqual(self.driver.find_element(
+            By.CSS_SELECTOR, "#live-chart path.series-replicas").get_attribute("d").count("H"), 1)
         self.assertEqual(self.browser_errors(), [])
 
     def test_2_configure_panel_stores_a_setting(self):

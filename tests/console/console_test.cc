@@ -137,12 +137,83 @@ TEST(ConsoleTest, BodiesOverTheLimitAndTooManySimulationsAreRefused) {
             absl::StatusCode::kResourceExhausted);
 }
 
+// A history path of chainlet A of demo/production, with its query.
+ConsoleRequest HistoryRequest(const std::string& path_tail, const std::string& query,
+                              std::string authorization = std::string("Api-Key ") + kKey) {
+  ConsoleRequest r = Request("GET", "/v1/console/chains/" + path_tail, "", authorization);
+  r.query = query;
+  return r;
+}
+
+absl::Status OnlyChainletA(absl::string_view chain_id, absl::string_view env_name,
+                           absl::string_view chainlet_name) {
+  if (chain_id == "demo" && env_name == "production" && chainlet_name == "A") {
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError("chainlet not found");
+}
+
+TEST(ConsoleTest, HistoryAnswersTheChainletsPointsForExistingChainletsOnly) {
+  DecisionHistory history;
+  v1::ScalingDecision d;
+  d.set_chain_id("demo");
+  d.set_env_name("production");
+  d.set_chainlet_name("A");
+  d.set_desired_replicas(4);
+  d.set_avg_in_flight_requests(25);
+  d.set_status(v1::ScalingDecision::ACCEPTED);
+  d.mutable_decided_at()->set_seconds(1'700'000'000);
+  history.Record(d);
+  ConsoleOptions options = WithKey();
+  options.history = &history;
+  Console console(options);
+  const std::string path = "demo/environments/production/history";
+  EXPECT_EQ(console.Handle(HistoryRequest(path, "chainlet=A")).error.code(),
+            absl::StatusCode::kUnavailable);  // the store is still opening
+  console.SetChainletLookup(OnlyChainletA);
+  ConsoleResponse r = console.Handle(HistoryRequest(path, "chainlet=A"));
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_EQ(r.content_type, "application/json");
+  const auto answer = Parse<v1::ChainletDecisionHistory>(r.body);
+  ASSERT_EQ(answer.points_size(), 1);
+  EXPECT_EQ(answer.points(0).desired_replicas(), 4);
+  EXPECT_DOUBLE_EQ(answer.points(0).avg_in_flight_requests(), 25);
+  EXPECT_EQ(answer.points(0).status(), v1::ScalingDecision::ACCEPTED);
+  EXPECT_EQ(answer.points(0).time().seconds(), 1'700'000'000);
+
+  EXPECT_EQ(console.Handle(HistoryRequest(path, "chainlet=B")).error.code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(console.Handle(HistoryRequest("nope/environments/production/history", "chainlet=A"))
+                .error.code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(console.Handle(HistoryRequest(path, "")).error.code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(console.Handle(HistoryRequest("Bad_Chain/environments/production/history",
+                                          "chainlet=A"))
+                .error.code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(console.Handle(HistoryRequest("demo/environments/production", "chainlet=A"))
+                .error.code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(console.Handle(HistoryRequest(path, "chainlet=A", "Api-Key wrong")).error.code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
 TEST(ConsoleTest, EveryPathItListsIsAnswered) {
-  Console console(WithKey());
+  DecisionHistory history;
+  ConsoleOptions options = WithKey();
+  options.history = &history;
+  Console console(options);
+  console.SetChainletLookup(OnlyChainletA);
   for (const Console::Path& p : Console::Paths()) {
-    const std::string path = p.prefix ? std::string(p.path) + "console.js" : p.path;
-    ConsoleResponse r = console.Handle(
-        Request(p.method, path, R"({"pattern": "constant:1", "duration_seconds": 5})"));
+    std::string path = p.prefix ? std::string(p.path) + "console.js" : p.path;
+    if (path == "/v1/console/chains/console.js") {
+      path = "/v1/console/chains/demo/environments/production/history";
+    }
+    ConsoleRequest request =
+        Request(p.method, path, R"({"pattern": "constant:1", "duration_seconds": 5})");
+    request.query = "chainlet=A";
+    ConsoleResponse r = console.Handle(request);
     EXPECT_TRUE(r.error.ok()) << path << ": " << r.error;
     ConsoleResponse wrong =
         console.Handle(Request(std::string(p.method) == "GET" ? "DELETE" : "GET", path));

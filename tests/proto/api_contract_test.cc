@@ -37,7 +37,8 @@ TEST(ApiContractTest, ServicesHaveTheFixedRpcNames) {
   EXPECT_THAT(MethodNames(control_plane),
               ElementsAreArray({"CreateChain", "GetChain", "ListChains", "DeleteChain",
                                 "CreateEnvironment", "DeleteEnvironment", "GetChainEnvironment",
-                                "UpdateChainletEnvironmentAutoscalingSettings", "Sync"}));
+                                "UpdateChainletEnvironmentAutoscalingSettings", "Sync",
+                                "WatchScalingDecisions"}));
   const auto* agent = v1::ReportLoadRequest::descriptor()->file()->FindServiceByName("Agent");
   ASSERT_NE(agent, nullptr);
   EXPECT_EQ(agent->full_name(), "chainscale.v1.Agent");
@@ -47,6 +48,8 @@ TEST(ApiContractTest, ServicesHaveTheFixedRpcNames) {
   EXPECT_TRUE(control_plane->FindMethodByName("Sync")->client_streaming());
   EXPECT_TRUE(control_plane->FindMethodByName("Sync")->server_streaming());
   EXPECT_TRUE(agent->FindMethodByName("WatchScalingDecisions")->server_streaming());
+  EXPECT_TRUE(control_plane->FindMethodByName("WatchScalingDecisions")->server_streaming());
+  EXPECT_FALSE(control_plane->FindMethodByName("WatchScalingDecisions")->client_streaming());
 }
 
 // The field names of DESIGN §10 that scripts and clients use, per message.

@@ -5,8 +5,10 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -139,27 +141,93 @@ int RunMethod(const CliOptions& options, const std::string& method, const std::s
   return it->second(options, json.empty() ? "{}" : json, out, err);
 }
 
+namespace {
+
+// The watch stream of the chosen source: each message as JSON, and the decision it
+// carries (none on the control plane's end-of-initial-state message).
+class DecisionStream {
+ public:
+  virtual ~DecisionStream() = default;
+  // False when the stream has ended.
+  virtual bool Read(std::string* json, std::optional<v1::ScalingDecision>* decision) = 0;
+  virtual grpc::Status Finish() = 0;
+};
+
+template <typename Response>
+class DecisionStreamOf final : public DecisionStream {
+ public:
+  explicit DecisionStreamOf(std::unique_ptr<grpc::ClientReader<Response>> reader)
+      : reader_(std::move(reader)) {}
+  bool Read(std::string* json, std::optional<v1::ScalingDecision>* decision) override {
+    Response message;
+    if (!reader_->Read(&message)) return false;
+    *json = ToJson(message, /*pretty=*/false);
+    *decision = DecisionOf(message);
+    return true;
+  }
+  grpc::Status Finish() override { return reader_->Finish(); }
+
+ private:
+  static std::optional<v1::ScalingDecision> DecisionOf(const v1::ScalingDecision& d) { return d; }
+  static std::optional<v1::ScalingDecision> DecisionOf(const v1::WatchDecisionFeedResponse& m) {
+    if (!m.has_decision()) return std::nullopt;
+    return m.decision();
+  }
+  std::unique_ptr<grpc::ClientReader<Response>> reader_;
+};
+
+// Opens the watch on the agent or the control plane. `json` is the request (empty: the
+// default); `include_unchanged` asks the agent for every tick.
+absl::StatusOr<std::unique_ptr<DecisionStream>> OpenDecisionStream(
+    const CliOptions& options, grpc::ClientContext* context, const std::string& json,
+    bool include_unchanged) {
+  if (!options.api_key.empty()) {
+    context->AddMetadata("authorization", absl::StrCat("Api-Key ", options.api_key));
+  }
+  const std::string request_json = json.empty() ? "{}" : json;
+  if (options.decisions_from == CliOptions::DecisionSource::kControlPlane) {
+    v1::WatchDecisionFeedRequest request;
+    if (!google::protobuf::util::JsonStringToMessage(request_json, &request).ok()) {
+      return absl::InvalidArgumentError(
+          "the request is not valid JSON for WatchDecisionFeedRequest");
+    }
+    auto stub =
+        v1::ControlPlane::NewStub(grpc::CreateChannel(options.control_plane, options.credentials));
+    return std::make_unique<DecisionStreamOf<v1::WatchDecisionFeedResponse>>(
+        stub->WatchScalingDecisions(context, request));
+  }
+  v1::WatchScalingDecisionsRequest request;
+  if (!google::protobuf::util::JsonStringToMessage(request_json, &request).ok()) {
+    return absl::InvalidArgumentError(
+        "the request is not valid JSON for WatchScalingDecisionsRequest");
+  }
+  if (include_unchanged) request.set_include_unchanged(true);
+  auto stub = v1::Agent::NewStub(grpc::CreateChannel(options.agent, options.credentials));
+  return std::make_unique<DecisionStreamOf<v1::ScalingDecision>>(
+      stub->WatchScalingDecisions(context, request));
+}
+
+}  // namespace
+
 int Watch(const CliOptions& options, const std::string& json, const std::atomic<bool>& stop,
           std::ostream& out, std::ostream& err) {
-  v1::WatchScalingDecisionsRequest request;
-  if (!google::protobuf::util::JsonStringToMessage(json.empty() ? "{}" : json, &request).ok()) {
-    err << "ERROR: the request is not valid JSON for WatchScalingDecisionsRequest\n";
+  grpc::ClientContext context;
+  absl::StatusOr<std::unique_ptr<DecisionStream>> stream =
+      OpenDecisionStream(options, &context, json, /*include_unchanged=*/false);
+  if (!stream.ok()) {
+    err << "ERROR: " << stream.status().message() << "\n";
     return 2;
   }
-  auto stub = v1::Agent::NewStub(grpc::CreateChannel(options.agent, options.credentials));
-  grpc::ClientContext context;
-  if (!options.api_key.empty()) {
-    context.AddMetadata("authorization", absl::StrCat("Api-Key ", options.api_key));
-  }
+  std::atomic<bool> ended{false};
   std::thread canceller([&] {
-    while (!stop.load()) absl::SleepFor(absl::Milliseconds(100));
+    while (!stop.load() && !ended.load()) absl::SleepFor(absl::Milliseconds(100));
     context.TryCancel();
   });
-  auto reader = stub->WatchScalingDecisions(&context, request);
-  v1::ScalingDecision decision;
-  while (reader->Read(&decision)) out << ToJson(decision, /*pretty=*/false) << std::endl;
-  grpc::Status status = reader->Finish();
-  const_cast<std::atomic<bool>&>(stop) = true;
+  std::string line;
+  std::optional<v1::ScalingDecision> decision;
+  while ((*stream)->Read(&line, &decision)) out << line << std::endl;
+  grpc::Status status = (*stream)->Finish();
+  ended = true;
   canceller.join();
   if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
     return ReportError(status, err);
@@ -169,32 +237,37 @@ int Watch(const CliOptions& options, const std::string& json, const std::atomic<
 
 int LiveView(const CliOptions& options, const std::atomic<bool>& stop, std::ostream& out,
              std::ostream& err) {
-  auto stub = v1::Agent::NewStub(grpc::CreateChannel(options.agent, options.credentials));
   grpc::ClientContext context;
-  if (!options.api_key.empty()) {
-    context.AddMetadata("authorization", absl::StrCat("Api-Key ", options.api_key));
+  // From the agent, every tick, so the averages stay fresh; the control plane's feed
+  // carries the decisions agents store (when a decision changes).
+  absl::StatusOr<std::unique_ptr<DecisionStream>> stream =
+      OpenDecisionStream(options, &context, "", /*include_unchanged=*/true);
+  if (!stream.ok()) {
+    err << "ERROR: " << stream.status().message() << "\n";
+    return 2;
   }
-  v1::WatchScalingDecisionsRequest request;
-  request.set_include_unchanged(true);  // every tick, so the averages stay fresh
+  const bool from_agent = options.decisions_from == CliOptions::DecisionSource::kAgent;
   absl::Mutex mu;
   std::map<std::string, v1::ScalingDecision> latest;
   grpc::Status status;
   std::atomic<bool> ended{false};
   std::thread reader_thread([&] {
-    auto reader = stub->WatchScalingDecisions(&context, request);
-    v1::ScalingDecision d;
-    while (reader->Read(&d)) {
+    std::string json;
+    std::optional<v1::ScalingDecision> d;
+    while ((*stream)->Read(&json, &d)) {
+      if (!d.has_value()) continue;
       absl::MutexLock lock(&mu);
-      latest[absl::StrCat(d.chain_id(), "/", d.env_name(), "/", d.chainlet_name())] = d;
+      latest[absl::StrCat(d->chain_id(), "/", d->env_name(), "/", d->chainlet_name())] = *d;
     }
-    status = reader->Finish();
+    status = (*stream)->Finish();
     ended = true;
   });
   while (!stop.load() && !ended.load()) {
     std::string screen = "\033[H\033[2J";  // home, clear
     absl::StrAppend(&screen,
-                    absl::StrFormat("chainscale: decisions from agent %s   %s   (Ctrl-C stops)\n\n",
-                                    options.agent,
+                    absl::StrFormat("chainscale: decisions from %s %s   %s   (Ctrl-C stops)\n\n",
+                                    from_agent ? "agent" : "the control plane at",
+                                    from_agent ? options.agent : options.control_plane,
                                     absl::FormatTime("%H:%M:%S", absl::Now(),
                                                      absl::LocalTimeZone())),
                     absl::StrFormat("%-32s %8s  %-9s %8s  %s\n", "CHAINLET", "REPLICAS",
@@ -211,7 +284,7 @@ int LiveView(const CliOptions& options, const std::atomic<bool>& stop, std::ostr
                                         d.avg_in_flight_requests(), d.capped() ? "[capped] " : "",
                                         why));
       }
-      if (latest.empty()) absl::StrAppend(&screen, "(waiting for the agent's first decisions)\n");
+      if (latest.empty()) absl::StrAppend(&screen, "(waiting for the first decisions)\n");
     }
     out << screen << std::flush;
     for (int i = 0; i < 10 && !stop.load() && !ended.load(); ++i) {

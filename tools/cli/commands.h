@@ -20,6 +20,11 @@ struct CliOptions {
   std::string api_key;
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   absl::Duration timeout = absl::Seconds(30);
+  // Where `watch` and WatchScalingDecisions read decisions: the agent's own watch (the
+  // decisions it makes, every tick with include_unchanged), or the control plane's
+  // stored decision feed (every agent's, surviving agent failover).
+  enum class DecisionSource { kAgent, kControlPlane };
+  DecisionSource decisions_from = DecisionSource::kAgent;
 };
 
 // Runs METHOD with the JSON request `json` ("{}" when empty). Writes the JSON answer to
@@ -28,11 +33,14 @@ struct CliOptions {
 int RunMethod(const CliOptions& options, const std::string& method, const std::string& json,
               std::ostream& out, std::ostream& err);
 
-// Streams WatchScalingDecisions as JSON lines until `stop` or the stream ends.
+// Streams WatchScalingDecisions as JSON lines until `stop` or the stream ends: the agent's
+// (ScalingDecision lines) or the control plane's (WatchDecisionFeedResponse lines), as
+// options.decisions_from says.
 int Watch(const CliOptions& options, const std::string& json, const std::atomic<bool>& stop,
           std::ostream& out, std::ostream& err);
 
-// A live table of every chainlet's decision, redrawn every second until `stop`.
+// A live table of every chainlet's decision, redrawn every second until `stop`, from the
+// source options.decisions_from names.
 int LiveView(const CliOptions& options, const std::atomic<bool>& stop, std::ostream& out,
              std::ostream& err);
 
