@@ -34,6 +34,10 @@ google::protobuf::Timestamp ToTimestamp(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
+absl::Time FromTimestamp(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t));
+}
+
 // A chainlet's key: chain id, environment and chainlet name joined by NUL, as
 // EncodeChainletKey does for valid names. Written into a reused buffer, so that looking
 // a report's chainlet up allocates nothing.
@@ -221,7 +225,11 @@ void DecisionLoop::Apply(const AppliedUpdate& update) {
         shard.chainlets.try_emplace(key, synced, decider_options_, now, ShardOf(hash));
     if (inserted) {
       added.push_back(&*it);
-      if (watched) appeared->decisions.push_back(ToProto(ViewOf(*it)));
+      if (owned_only()) {
+        auto owned = owned_.find(ChainletKeyPrefix(synced.key.chain_id(), synced.key.env_name()));
+        if (owned != owned_.end()) it->second.epoch = owned->second;
+      }
+      if (watched && Decides(it->second)) appeared->decisions.push_back(ToProto(ViewOf(*it)));
     } else {
       it->second.decider.set_settings(synced.settings);  // takes effect at the next decision
       it->second.settings_revision = synced.revision;
@@ -295,7 +303,7 @@ absl::Status DecisionLoop::Record(Node& node, const v1::LoadReport& r, absl::Tim
   if (r.has_in_flight_tokens()) sample.tokens = r.in_flight_tokens();
   if (absl::Status s = c.decider.Report(r.source_id(), sample, now); !s.ok()) return s;
   // Cold start: load reached a chainlet at zero; decide now rather than at the tick.
-  if (c.decider.ColdStartDue(sample)) {
+  if (Decides(c) && c.decider.ColdStartDue(sample)) {
     c.decider.DecideColdStart(now);
     if (Decided(c)) cold->push_back(ViewOf(node));
   }
@@ -358,6 +366,10 @@ absl::StatusOr<std::vector<v1::ScalingDecision>> DecisionLoop::Report(
         } else if (refused.ok()) {
           refused = s;
         }
+        continue;
+      }
+      if (owned_only() && it->second.epoch == 0) {
+        if (refused.ok()) refused = NotOwned(r);
         continue;
       }
       targets[i] = &*it;
@@ -424,6 +436,10 @@ absl::StatusOr<std::vector<absl::Status>> DecisionLoop::ReportEach(
       statuses[i] = Missing(r, i);
       continue;
     }
+    if (owned_only() && it->second.epoch == 0) {
+      statuses[i] = NotOwned(r);
+      continue;
+    }
     if (!Record(*it, r, now, &cold).ok()) {
       statuses[i] = absl::ResourceExhaustedError(
           absl::StrCat("more than ", it->second.decider.window().max_sources(),
@@ -433,6 +449,66 @@ absl::StatusOr<std::vector<absl::Status>> DecisionLoop::ReportEach(
   if (held != nullptr) held->Unlock();
   ColdStarted(cold);
   return statuses;
+}
+
+absl::Status DecisionLoop::NotOwned(const v1::LoadReport& r) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "this agent does not own ", r.chain_id(), "/", r.env_name(),
+      " now; report to its owner (the control plane's GetChainEnvironment names it)"));
+}
+
+void DecisionLoop::SetLeaseExpired(bool expired) {
+  lease_expired_.store(expired, std::memory_order_relaxed);
+}
+
+void DecisionLoop::SetOwned(const std::vector<OwnedEnvironment>& changes, bool reset) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock structure(&structure_mu_);
+  owned_only_.store(true, std::memory_order_relaxed);
+  if (reset) owned_.clear();
+  // Stored decisions of granted environments, by chainlet key.
+  absl::flat_hash_map<std::string, const v1::ScalingDecision*> stored;
+  std::string key;
+  for (const OwnedEnvironment& change : changes) {
+    const std::string prefix = ChainletKeyPrefix(change.chain_id, change.env_name);
+    if (change.epoch > 0) {
+      owned_[prefix] = change.epoch;
+    } else {
+      owned_.erase(prefix);
+    }
+    for (const v1::ScalingDecision& d : change.stored_decisions) {
+      SetKey(&key, d.chain_id(), d.env_name(), d.chainlet_name());
+      stored[key] = &d;
+    }
+  }
+  for (Node* node : ordered_) {
+    Chainlet& c = node->second;
+    absl::MutexLock lock(&shards_[c.shard].mu);
+    const absl::string_view k = node->first;
+    const size_t env_end = k.find('\0', k.find('\0') + 1) + 1;
+    auto owned = owned_.find(k.substr(0, env_end));
+    const int64_t epoch = owned == owned_.end() ? 0 : owned->second;
+    if (epoch == c.epoch) continue;
+    auto s = stored.find(k);
+    if (epoch > 0 && s != stored.end()) {
+      // Taken over from another agent: start from its latest stored decision, newer than
+      // what the snapshot held, and warm up before any scale-down. The first decision is
+      // sent whatever it is, so the control plane records who decides now.
+      SyncedChainlet synced;
+      synced.settings = c.decider.settings();
+      synced.revision = c.settings_revision;
+      StoredDecision start{s->second->desired_replicas(), std::nullopt};
+      if (s->second->has_scale_down_pending_since()) {
+        start.scale_down_pending_since = FromTimestamp(s->second->scale_down_pending_since());
+      }
+      synced.decision = start;
+      c.decider = ChainletDecider(synced.settings, decider_options_, StartOf(synced), now);
+      c.told_replicas = -1;
+      c.from_stored_decision = true;
+      c.decided = false;
+    }
+    c.epoch = epoch;
+  }
 }
 
 bool DecisionLoop::Decided(Chainlet& c) {
@@ -451,8 +527,8 @@ bool DecisionLoop::Decided(Chainlet& c) {
 
 DecisionLoop::DecisionView DecisionLoop::ViewOf(const Node& node) {
   const Chainlet& c = node.second;
-  return {node.first,          c.decider.last(), c.decider.settings(), c.settings_revision,
-          c.decided,           c.from_stored_decision};
+  return {node.first, c.decider.last(),       c.decider.settings(), c.settings_revision,
+          c.decided,  c.from_stored_decision, c.epoch};
 }
 
 void DecisionLoop::ColdStarted(const std::vector<DecisionView>& cold) {
@@ -495,6 +571,7 @@ std::vector<DecisionBatchPtr> DecisionLoop::Tick() {
           absl::MutexLock lock(&shard.mu);
           for (int n = 0; n < kTickChunk && it != shard.chainlets.end(); ++n, ++it) {
             Chainlet& c = it->second;
+            if (!Decides(c)) continue;
             c.decider.Decide(now);
             if (Decided(c)) {
               changed_views.push_back(ViewOf(*it));
@@ -556,6 +633,14 @@ v1::ScalingDecision DecisionLoop::ToProto(const DecisionView& view) const {
   p.set_warming_up(d.warming_up);
   p.set_no_reports(d.no_reports);
   p.set_agent_id(options_.agent_id);
+  p.set_epoch(view.epoch);
+  if (lease_expired()) {
+    p.set_lease_expired(true);
+    p.set_status(v1::ScalingDecision::UNCHANGED);
+    p.set_reason(absl::StrCat("holding ", d.desired_replicas,
+                              " replicas: no word from the control plane for the lease TTL, "
+                              "so another agent may own this environment by now"));
+  }
   return p;
 }
 
@@ -571,7 +656,14 @@ absl::StatusOr<v1::ScalingDecision> DecisionLoop::Get(const v1::ChainletKey& key
   {
     absl::MutexLock lock(&shard.mu);
     auto it = shard.chainlets.find(k, hash);
-    if (it != shard.chainlets.end()) view = ViewOf(*it);
+    if (it != shard.chainlets.end()) {
+      if (owned_only() && it->second.epoch == 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "this agent does not own ", key.chain_id(), "/", key.env_name(),
+            " now; the control plane's GetChainEnvironment names its owner"));
+      }
+      view = ViewOf(*it);
+    }
   }
   if (view.has_value()) return ToProto(*view);
   if (!SelectorMatches(options_.selector, key)) {
@@ -590,6 +682,7 @@ std::vector<DecisionLoop::DecisionView> DecisionLoop::OrderedViews(
        ++it) {
     const Node& node = **it;
     absl::MutexLock lock(&shards_[node.second.shard].mu);
+    if (owned_only() && node.second.epoch == 0) continue;
     views.push_back(ViewOf(node));
   }
   return views;

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -46,6 +47,16 @@ struct DecisionLoopOptions {
   absl::Duration decision_interval = absl::Seconds(1);
   int32_t max_sources_per_chainlet = kDefaultMaxSources;
   int max_reports_per_batch = 10'000;
+};
+
+// A chain environment's ownership as this agent learns it: granted with an epoch (and, when
+// taken over from another agent, the environment's latest stored decisions), or revoked
+// (epoch 0).
+struct OwnedEnvironment {
+  std::string chain_id;
+  std::string env_name;
+  int64_t epoch = 0;
+  std::vector<v1::ScalingDecision> stored_decisions;
 };
 
 // Decisions made together (by one tick, one call's cold starts, or a listing), shared
@@ -80,6 +91,21 @@ class DecisionLoop {
 
   // Takes a snapshot or change from the settings cache.
   void Apply(const AppliedUpdate& update) ABSL_LOCKS_EXCLUDED(structure_mu_);
+
+  // Ownership (DESIGN §11). Until the first call the loop decides everything its selector
+  // selects (a control plane that assigns no work); from then on only the chain
+  // environments granted, stamping their epochs. A granted environment's chainlets
+  // start again from the stored decisions given, or from what they hold, and warm up. With
+  // `reset`, every environment not named is revoked.
+  void SetOwned(const std::vector<OwnedEnvironment>& changes, bool reset)
+      ABSL_LOCKS_EXCLUDED(structure_mu_);
+  // While set, the loop holds every count (the control plane has not been heard from for
+  // the lease TTL, so another agent may own the work by now): nothing is decided, and
+  // decisions say so.
+  void SetLeaseExpired(bool expired);
+  bool lease_expired() const { return lease_expired_.load(std::memory_order_relaxed); }
+  // True once ownership is on (SetOwned was called).
+  bool owned_only() const { return owned_only_.load(std::memory_order_relaxed); }
 
   // Validates the whole batch first (INVALID_ARGUMENT naming each bad field, NOT_FOUND
   // for an unknown chainlet, FAILED_PRECONDITION for one served by another agent,
@@ -142,6 +168,7 @@ class DecisionLoop {
     bool decided = false;
     bool from_stored_decision = false;
     uint8_t shard = 0;
+    int64_t epoch = 0;  // of this agent's ownership of the environment; 0: not owned
   };
   using ChainletMap = absl::node_hash_map<std::string, Chainlet>;
   using Node = ChainletMap::value_type;
@@ -159,7 +186,15 @@ class DecisionLoop {
     int64_t settings_revision = 0;
     bool decided = false;
     bool from_stored_decision = false;
+    int64_t epoch = 0;
   };
+
+  // Whether the loop decides this chainlet now.
+  bool Decides(const Chainlet& c) const {
+    return (!owned_only() || c.epoch > 0) && !lease_expired();
+  }
+  // The refusal of a report for a chainlet of an environment this agent does not own.
+  static absl::Status NotOwned(const v1::LoadReport& report);
 
   // Locks the shards of a set (a bit per shard) in ascending order, for a batch that must
   // be checked whole before anything is recorded.
@@ -202,6 +237,10 @@ class DecisionLoop {
   // Every chainlet in key order, for List and ListPage; maintained by Apply only.
   std::vector<Node*> ordered_ ABSL_GUARDED_BY(structure_mu_);
   std::atomic<size_t> size_{0};
+  // Owned chain environments (ChainletKeyPrefix of each) and their epochs.
+  absl::flat_hash_map<std::string, int64_t> owned_ ABSL_GUARDED_BY(structure_mu_);
+  std::atomic<bool> lease_expired_{false};
+  std::atomic<bool> owned_only_{false};  // set by the first SetOwned
 
   absl::Mutex cold_mu_;
   // Changed on the cold-start path since the previous tick; returned by the next Tick.

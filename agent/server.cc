@@ -2,6 +2,7 @@
 
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -49,6 +50,20 @@ absl::StatusOr<std::unique_ptr<AgentServer>> AgentServer::Start(AgentOptions opt
   return server;
 }
 
+namespace {
+
+std::string AdvertiseAddress(const AgentOptions& options, int port) {
+  if (!options.advertise_address.empty()) return options.advertise_address;
+  std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    char name[256] = {};
+    host = gethostname(name, sizeof(name) - 1) == 0 ? name : "localhost";
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+
 absl::Status AgentServer::StartServing() {
   DecisionLoopOptions loop_options;
   loop_options.agent_id = options_.agent_id;
@@ -65,15 +80,6 @@ absl::Status AgentServer::StartServing() {
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials =
       MakeChannelCredentials(options_.tls);
   if (!channel_credentials.ok()) return channel_credentials.status();
-  SyncClientOptions sync_options;
-  sync_options.control_plane = options_.control_plane;
-  sync_options.credentials = *channel_credentials;
-  sync_options.agent_id = options_.agent_id;
-  sync_options.token = options_.agent_token;
-  sync_options.selector = options_.selector;
-  sync_options.backoff = options_.reconnect;
-  sync_ = std::make_unique<SyncClient>(sync_options, &cache_);
-
   metrics_.Describe("chainscale_rpc_requests_total", "counter",
                     "Agent RPCs handled, by method and status code.");
   metrics_.Describe("chainscale_rpc_duration_seconds", "summary",
@@ -100,6 +106,22 @@ absl::Status AgentServer::StartServing() {
   }
   SetServing(serving_.load());
 
+  routes_ = std::make_unique<OwnerRoutes>(options_.agent_id);
+  SyncClientOptions sync_options;
+  sync_options.control_plane = options_.control_plane;
+  sync_options.credentials = *channel_credentials;
+  sync_options.agent_id = options_.agent_id;
+  sync_options.token = options_.agent_token;
+  sync_options.selector = options_.selector;
+  sync_options.backoff = options_.reconnect;
+  sync_options.advertise_address = AdvertiseAddress(options_, grpc_port_);
+  sync_options.on_owners = [this](const v1::SyncOwners& owners) {
+    if (std::optional<OwnerRoutes::Update> update = routes_->Apply(owners)) {
+      loop_->SetOwned(update->changes, update->reset);
+    }
+  };
+  sync_ = std::make_unique<SyncClient>(sync_options, &cache_);
+
   if (!options_.http_listen.empty()) {
     absl::StatusOr<HttpServerOptions> http_options =
         HttpOptionsFor(options_.tls, options_.http_max_connections);
@@ -124,6 +146,11 @@ void AgentServer::SetServing(bool serving) {
 }
 
 void AgentServer::Tick() {
+  // An owner cut off from the control plane for the lease TTL holds: its work may have
+  // been handed to another agent, and two must never decide one environment.
+  if (loop_->owned_only()) {
+    loop_->SetLeaseExpired(absl::Now() - sync_->last_heard() > options_.lease_ttl);
+  }
   for (const DecisionBatchPtr& changed : loop_->Tick()) sync_->SendDecisions(changed->decisions);
 }
 
@@ -187,7 +214,15 @@ void AgentServer::CollectMetrics(std::string* out) const {
                   cache_.applied_revision(),
                   "\n# HELP chainscale_sync_connected 1 while the Sync stream is up.\n"
                   "# TYPE chainscale_sync_connected gauge\nchainscale_sync_connected ",
-                  sync_->connected() ? 1 : 0, "\n");
+                  sync_->connected() ? 1 : 0,
+                  "\n# HELP chainscale_owned_environments Chain environments this agent owns "
+                  "(decides).\n# TYPE chainscale_owned_environments gauge\n"
+                  "chainscale_owned_environments ",
+                  routes_->owned(),
+                  "\n# HELP chainscale_lease_expired 1 while the agent holds every count: no "
+                  "word from the control plane for the lease TTL.\n"
+                  "# TYPE chainscale_lease_expired gauge\nchainscale_lease_expired ",
+                  loop_->lease_expired() ? 1 : 0, "\n");
 }
 
 void AgentServer::Shutdown(absl::Duration grace) {

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "agent/agent_service.h"
 #include "agent/decision_loop.h"
+#include "agent/owner_routes.h"
 #include "agent/settings_cache.h"
 #include "agent/sync_client.h"
 #include "common/auth.h"
@@ -41,6 +42,12 @@ struct AgentOptions {
   absl::Duration decision_interval = absl::Seconds(1);
   absl::Duration report_staleness = absl::Seconds(10);
   BackoffOptions reconnect;
+  // Where peers and reporters reach this agent (sent to the control plane); empty: the
+  // listen address with the bound port (the host name when listening on every address).
+  std::string advertise_address;
+  // How long the agent decides on without hearing from the control plane before it holds
+  // every count (DESIGN §11); the control plane's --lease_ttl.
+  absl::Duration lease_ttl = absl::Seconds(10);
   // Chainlets whose series /metrics shows (the first in key order); a gauge counts the
   // rest, so a scrape costs the same at 100 000 chainlets as at this many.
   size_t metrics_max_chainlets = 1000;
@@ -83,6 +90,7 @@ class AgentServer {
   SettingsCache cache_;
   std::unique_ptr<DecisionLoop> loop_;
   std::unique_ptr<SyncClient> sync_;
+  std::unique_ptr<OwnerRoutes> routes_;
   std::unique_ptr<AgentService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;

@@ -44,6 +44,11 @@ void SyncClient::DropStream() {
   if (context_ != nullptr) context_->TryCancel();
 }
 
+absl::Time SyncClient::last_heard() const {
+  absl::MutexLock lock(&mu_);
+  return last_heard_;
+}
+
 bool SyncClient::connected() const {
   absl::MutexLock lock(&mu_);
   return stream_up_;
@@ -109,6 +114,7 @@ grpc::Status SyncClient::RunStream(Backoff& backoff) {
   *hello.mutable_hello()->mutable_selector() = options_.selector;
   hello.mutable_hello()->set_last_applied_revision(cache_->applied_revision());
   hello.mutable_hello()->set_cluster_id(cache_->cluster_id());
+  hello.mutable_hello()->set_advertise_address(options_.advertise_address);
   std::thread writer;
   if (stream->Write(hello)) {
     {
@@ -141,7 +147,14 @@ grpc::Status SyncClient::RunStream(Backoff& backoff) {
 }
 
 void SyncClient::Handle(const v1::SyncResponse& response) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_heard_ = absl::Now();
+  }
   switch (response.kind_case()) {
+    case v1::SyncResponse::kOwners:
+      if (options_.on_owners) options_.on_owners(response.owners());
+      return;
     case v1::SyncResponse::kSnapshot: {
       const v1::SyncSnapshot& chunk = response.snapshot();
       snapshot_.insert(snapshot_.end(), chunk.chainlets().begin(), chunk.chainlets().end());

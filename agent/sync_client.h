@@ -38,6 +38,10 @@ struct SyncClientOptions {
   BackoffOptions backoff;
   // Largest message either way (the control plane's limit, DESIGN §5).
   size_t max_message_bytes = 1 << 20;
+  // Where peers and reporters reach this agent, sent in the hello (DESIGN §11).
+  std::string advertise_address;
+  // Called on the reader thread with each owners message (DESIGN §11).
+  std::function<void(const v1::SyncOwners&)> on_owners;
 };
 
 class SyncClient {
@@ -68,6 +72,8 @@ class SyncClient {
   void SendDecisions(const std::vector<v1::ScalingDecision>& decisions) ABSL_LOCKS_EXCLUDED(mu_);
 
   bool connected() const ABSL_LOCKS_EXCLUDED(mu_);
+  // When the last message from the control plane arrived; InfinitePast before the first.
+  absl::Time last_heard() const ABSL_LOCKS_EXCLUDED(mu_);
   // Decisions waiting to be sent or acknowledged.
   size_t unacknowledged_decisions() const ABSL_LOCKS_EXCLUDED(mu_);
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -93,6 +99,7 @@ class SyncClient {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_heard_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // of the current stream
   bool stream_up_ ABSL_GUARDED_BY(mu_) = false;  // the hello was written

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "common/log.h"
+
 namespace chainscale {
 namespace {
 
@@ -41,7 +43,50 @@ void Committer::StoreDecisions(std::vector<v1::ScalingDecision> decisions,
                                    absl::UnavailableError("the control plane is shutting down")));
     return;
   }
-  decisions_.push_back({std::move(decisions), std::move(done)});
+  decisions_.push_back({std::move(decisions), std::move(done), {}});
+}
+
+void Committer::SetDecisionFence(DecisionFence fence) {
+  absl::MutexLock lock(&mu_);
+  fence_ = std::move(fence);
+}
+
+void Committer::StoreOwners(std::vector<StoredOwner> owners) {
+  if (owners.empty()) return;
+  absl::MutexLock lock(&mu_);
+  decisions_.push_back({{}, nullptr, std::move(owners)});
+}
+
+void Committer::StoreDecisionBatch(DecisionBatch& batch) {
+  if (!batch.done) {
+    if (absl::Status s = store_->PutOwners(batch.owners); !s.ok()) {
+      LogError("owners not stored", {{"owners", std::to_string(batch.owners.size())},
+                                     {"error", std::string(s.message())}});
+    }
+    return;
+  }
+  DecisionFence fence;
+  {
+    absl::MutexLock lock(&mu_);
+    fence = fence_;
+  }
+  std::vector<absl::Status> statuses(batch.decisions.size());
+  std::vector<v1::ScalingDecision> admitted;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < batch.decisions.size(); ++i) {
+    if (fence) statuses[i] = fence(batch.decisions[i]);
+    if (!statuses[i].ok()) continue;
+    where.push_back(i);
+    admitted.push_back(std::move(batch.decisions[i]));
+  }
+  const std::vector<absl::Status> written = store_->PutDecisions(admitted);
+  std::vector<v1::ScalingDecision> stored;
+  for (size_t j = 0; j < where.size(); ++j) {
+    statuses[where[j]] = written[j];
+    if (written[j].ok() && on_decisions_) stored.push_back(std::move(admitted[j]));
+  }
+  if (!stored.empty()) on_decisions_(std::move(stored));
+  batch.done(statuses);
 }
 
 int64_t Committer::groups() const {
@@ -72,17 +117,7 @@ void Committer::Run() {
       decisions.swap(decisions_);
     }
     if (!group.empty()) CommitGroup(group);
-    for (DecisionBatch& batch : decisions) {
-      const std::vector<absl::Status> statuses = store_->PutDecisions(batch.decisions);
-      if (on_decisions_) {
-        std::vector<v1::ScalingDecision> stored;
-        for (size_t i = 0; i < statuses.size(); ++i) {
-          if (statuses[i].ok()) stored.push_back(std::move(batch.decisions[i]));
-        }
-        if (!stored.empty()) on_decisions_(std::move(stored));
-      }
-      batch.done(statuses);
-    }
+    for (DecisionBatch& batch : decisions) StoreDecisionBatch(batch);
   }
 }
 

@@ -52,6 +52,16 @@ class Committer {
                       std::function<void(const std::vector<absl::Status>&)> done)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Fencing (DESIGN §11): checked on the committer's thread right before each decision is
+  // written, so no hand-over can slip between the check and the write; a decision it
+  // refuses is not stored and gets its status. Set before any decision is queued.
+  using DecisionFence = std::function<absl::Status(const v1::ScalingDecision&)>;
+  void SetDecisionFence(DecisionFence fence) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Queues owners of chain environments to store (see Store::PutOwners); a failure is
+  // logged. Returns at once.
+  void StoreOwners(std::vector<StoredOwner> owners) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Commit groups written so far and the changes in them (for metrics and benchmarks).
   int64_t groups() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t commits() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -62,10 +72,13 @@ class Committer {
     absl::StatusOr<int64_t> result = absl::UnknownError("not committed");
     bool done = false;
   };
+  // Decisions to store, or (with `done` empty) owners.
   struct DecisionBatch {
     std::vector<v1::ScalingDecision> decisions;
     std::function<void(const std::vector<absl::Status>&)> done;
+    std::vector<StoredOwner> owners;
   };
+  void StoreDecisionBatch(DecisionBatch& batch);
 
   void Run();
   void CommitGroup(std::vector<Pending*>& group);
@@ -76,6 +89,7 @@ class Committer {
   mutable absl::Mutex mu_;
   std::deque<Pending*> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<DecisionBatch> decisions_ ABSL_GUARDED_BY(mu_);
+  DecisionFence fence_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t groups_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;

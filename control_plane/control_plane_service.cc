@@ -247,7 +247,7 @@ grpc::ServerUnaryReactor* ControlPlaneService::GetChainEnvironment(
     grpc::CallbackServerContext* context, const v1::GetChainEnvironmentRequest* request,
     v1::ChainEnvironment* response) {
   return Serve("GetChainEnvironment", context, [request, response](Management& m) {
-    return Into(m.registry().GetChainEnvironment(request->chain_id(), request->env_name()),
+    return Into(m.GetChainEnvironment(request->chain_id(), request->env_name()),
                 response);
   });
 }

@@ -33,6 +33,8 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_ca, "", "PEM roots; clients must present a certificate they sign");
 ABSL_FLAG(absl::Duration, ack_timeout, absl::Seconds(2),
           "how long an update waits for agents to acknowledge it before answering QUEUED");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(10),
+          "how long an agent whose Sync stream ended keeps its chain environments");
 ABSL_FLAG(int64_t, log_retention, 100000, "revision-log entries kept for resuming agents");
 ABSL_FLAG(int64_t, min_free_disk_mb, 0,
           "writes are refused while the disk of --data_dir has less free space than this, in "
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
   options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                  absl::GetFlag(FLAGS_tls_ca)};
   options.ack_timeout = absl::GetFlag(FLAGS_ack_timeout);
+  options.ownership.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   options.log_retention = absl::GetFlag(FLAGS_log_retention);
   options.min_free_disk_bytes = absl::GetFlag(FLAGS_min_free_disk_mb) << 20;
   options.registry.settings_limits.max_replica_limit = absl::GetFlag(FLAGS_max_replica_limit);

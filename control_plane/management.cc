@@ -5,6 +5,16 @@
 
 namespace chainscale {
 
+absl::StatusOr<v1::ChainEnvironment> Management::GetChainEnvironment(
+    const std::string& chain_id, const std::string& env_name) {
+  absl::StatusOr<v1::ChainEnvironment> env = registry_->GetChainEnvironment(chain_id, env_name);
+  if (!env.ok() || coordinator_ == nullptr) return env;
+  if (std::optional<v1::EnvironmentOwner> owner = coordinator_->OwnerOf(chain_id, env_name)) {
+    *env->mutable_owner() = *std::move(owner);
+  }
+  return env;
+}
+
 absl::StatusOr<v1::UpdateChainletEnvironmentAutoscalingSettingsResponse>
 Management::UpdateSettings(
     const v1::UpdateChainletEnvironmentAutoscalingSettingsRequest& request) {

@@ -15,11 +15,16 @@ namespace chainscale {
 
 class Management {
  public:
-  // `registry` and `hub` must outlive this.
-  Management(Registry* registry, SyncHub* hub, absl::Duration ack_timeout)
-      : registry_(registry), hub_(hub), ack_timeout_(ack_timeout) {}
+  // `registry`, `hub` and `coordinator` (null when ownership is off) must outlive this.
+  Management(Registry* registry, SyncHub* hub, const Coordinator* coordinator,
+             absl::Duration ack_timeout)
+      : registry_(registry), hub_(hub), coordinator_(coordinator), ack_timeout_(ack_timeout) {}
 
   Registry& registry() { return *registry_; }
+
+  // The environment's settings and decisions, and which agent owns it now.
+  absl::StatusOr<v1::ChainEnvironment> GetChainEnvironment(const std::string& chain_id,
+                                                           const std::string& env_name);
 
   // A partial update answered as Baseten does: UNCHANGED when nothing changed; otherwise
   // ACCEPTED once every agent serving the environment applied it within the ack timeout,
@@ -31,6 +36,7 @@ class Management {
  private:
   Registry* const registry_;
   SyncHub* const hub_;
+  const Coordinator* const coordinator_;
   const absl::Duration ack_timeout_;
 };
 

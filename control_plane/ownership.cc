@@ -112,6 +112,12 @@ std::vector<std::pair<ChainEnv, int64_t>> Ownership::OwnedBy(const std::string& 
   return owned;
 }
 
+absl::flat_hash_map<std::string, int64_t> Ownership::OwnedCounts() const {
+  absl::flat_hash_map<std::string, int64_t> counts;
+  for (const auto& [env, owner] : owners_) ++counts[owner.agent_id()];
+  return counts;
+}
+
 std::vector<StoredOwner> Ownership::ToStored(const std::vector<HandOver>& hand_overs) {
   std::vector<StoredOwner> stored;
   stored.reserve(hand_overs.size());

@@ -62,6 +62,8 @@ class Ownership {
   bool IsCurrent(const ChainEnv& env, const std::string& agent_id, int64_t epoch) const;
   // What `agent_id` owns, with epochs.
   std::vector<std::pair<ChainEnv, int64_t>> OwnedBy(const std::string& agent_id) const;
+  // Environments owned, per agent that owns any.
+  absl::flat_hash_map<std::string, int64_t> OwnedCounts() const;
   // Hand-overs in the form the store keeps (an empty agent_id deletes).
   static std::vector<StoredOwner> ToStored(const std::vector<HandOver>& hand_overs);
 

@@ -142,6 +142,29 @@ absl::Status ControlPlaneServer::StartServing() {
         "\n# HELP chainscale_commit_groups_total Synced write batches; commits share them.\n"
         "# TYPE chainscale_commit_groups_total counter\nchainscale_commit_groups_total ",
         committer_->groups(), "\n");
+    if (coordinator_ == nullptr) return;
+    const Coordinator::Stats ownership = coordinator_->stats();
+    absl::StrAppend(out,
+                    "# HELP chainscale_owned_environments Chain environments each agent owns.\n"
+                    "# TYPE chainscale_owned_environments gauge\n");
+    std::vector<std::pair<std::string, int64_t>> owned(ownership.owned.begin(),
+                                                       ownership.owned.end());
+    std::sort(owned.begin(), owned.end());
+    for (const auto& [agent, count] : owned) {
+      absl::StrAppend(out, "chainscale_owned_environments", RenderLabels({{"agent", agent}}), " ",
+                      count, "\n");
+    }
+    absl::StrAppend(
+        out,
+        "# HELP chainscale_ownership_hand_overs_total Chain environments given a new owner "
+        "(first assignments, joins, failovers).\n"
+        "# TYPE chainscale_ownership_hand_overs_total counter\n"
+        "chainscale_ownership_hand_overs_total ",
+        ownership.hand_overs,
+        "\n# HELP chainscale_ownership_expired_leases_total Times a lease ran out and its "
+        "work moved (failovers).\n# TYPE chainscale_ownership_expired_leases_total counter\n"
+        "chainscale_ownership_expired_leases_total ",
+        ownership.expired_leases, "\n");
   });
 
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
@@ -216,6 +239,7 @@ absl::Status ControlPlaneServer::OpenStore() {
       store_.get(),
       [this](const std::vector<std::shared_ptr<const v1::SyncChange>>& changes) {
         hub_->Published(changes);
+        if (coordinator_ != nullptr) coordinator_->Committed(changes);
       },
       [feed = feed_.get()](std::vector<v1::ScalingDecision> stored) {
         feed->Publish(std::move(stored));
@@ -223,9 +247,24 @@ absl::Status ControlPlaneServer::OpenStore() {
   SyncHubOptions sync = options_.sync;
   sync.max_replicas = options_.registry.settings_limits.max_replica_limit;
   hub_ = std::make_unique<SyncHub>(store_.get(), committer_.get(), sync);
+  // Ownership needs a writable store (its epochs start from a stored generation); on a
+  // full disk agents decide by their selectors until a restart with space.
+  if (!store_->read_only()) {
+    absl::StatusOr<std::unique_ptr<Coordinator>> coordinator =
+        Coordinator::Start(store_.get(), committer_.get(), options_.ownership, RealClock::Get());
+    if (!coordinator.ok()) return coordinator.status();
+    coordinator_ = *std::move(coordinator);
+    coordinator_->SetListener([hub = hub_.get()](std::vector<RouteDelivery> deliveries) {
+      hub->DeliverRoutes(std::move(deliveries));
+    });
+    committer_->SetDecisionFence([coordinator = coordinator_.get()](
+                                     const v1::ScalingDecision& d) { return coordinator->Fence(d); });
+    hub_->SetCoordinator(coordinator_.get());
+  }
   registry_ = std::make_unique<Registry>(store_.get(), committer_.get(), options_.registry,
                                          RealClock::Get());
-  management_ = std::make_unique<Management>(registry_.get(), hub_.get(), options_.ack_timeout);
+  management_ = std::make_unique<Management>(registry_.get(), hub_.get(), coordinator_.get(),
+                                             options_.ack_timeout);
   service_->SetBackends(management_.get(), hub_.get(), feed_.get());
   if (rest_ != nullptr) rest_->SetManagement(management_.get());
   if (console_ != nullptr) {
@@ -266,7 +305,11 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
   if (service_ != nullptr) service_->SetBackends(nullptr, nullptr, nullptr);
   management_.reset();
   registry_.reset();
+  // The coordinator's thread writes through the committer and delivers to the hub: stop it
+  // first; the object stays until the committer, whose listener it is, is gone.
+  if (coordinator_ != nullptr) coordinator_->Stop();
   committer_.reset();  // drains queued writes, whose callbacks reach the hub and the feed
+  coordinator_.reset();
   hub_.reset();
   feed_.reset();
   store_.reset();

@@ -44,6 +44,7 @@ struct ControlPlaneOptions {
   int max_message_bytes = 4 << 20;
   RegistryOptions registry;
   SyncHubOptions sync;
+  OwnershipOptions ownership;
   double rest_rate_limit = 100;  // requests per second per key on the REST gateway
   int http_max_connections = 512;
   DecisionFeedOptions feed;
@@ -86,6 +87,7 @@ class ControlPlaneServer {
   std::unique_ptr<DecisionFeed> feed_;
   std::unique_ptr<Committer> committer_;
   std::unique_ptr<SyncHub> hub_;
+  std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<Management> management_;
   std::atomic<bool> serving_{false};

@@ -105,9 +105,11 @@ absl::StatusOr<SyncHub::SubscriptionId> SyncHub::Subscribe(const v1::SyncHello& 
                          last <= current && last + 1 >= store_->oldest_logged_revision();
   std::shared_ptr<SyncSink> replaced;
   SubscriptionId id;
+  Coordinator* coordinator = nullptr;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("control plane shutting down");
+    coordinator = coordinator_;
     if (auto it = by_agent_.find(hello.agent_id()); it != by_agent_.end()) {
       auto old = subscriptions_.find(it->second);
       if (old != subscriptions_.end()) {
@@ -127,6 +129,9 @@ absl::StatusOr<SyncHub::SubscriptionId> SyncHub::Subscribe(const v1::SyncHello& 
     by_agent_[s.agent_id] = id;
     MaybeQueueLocked(id, s);
   }
+  if (coordinator != nullptr) {
+    coordinator->Connected(hello.agent_id(), hello.selector(), hello.advertise_address());
+  }
   if (replaced != nullptr) {
     replaced->End(absl::AbortedError(absl::StrCat(
         "replaced by a newer Sync stream of agent ", hello.agent_id(),
@@ -142,6 +147,7 @@ absl::StatusOr<SyncHub::SubscriptionId> SyncHub::Subscribe(const v1::SyncHello& 
 
 void SyncHub::Unsubscribe(SubscriptionId id) {
   std::string agent_id;
+  Coordinator* coordinator = nullptr;
   {
     absl::MutexLock lock(&mu_);
     auto it = subscriptions_.find(id);
@@ -149,10 +155,41 @@ void SyncHub::Unsubscribe(SubscriptionId id) {
     agent_id = it->second.agent_id;
     if (auto a = by_agent_.find(agent_id); a != by_agent_.end() && a->second == id) {
       by_agent_.erase(a);
+      coordinator = coordinator_;  // a stream replaced by a newer one keeps the agent
     }
     subscriptions_.erase(it);
   }
+  if (coordinator != nullptr) coordinator->Disconnected(agent_id);
   LogInfo("agent unsubscribed", {{"agent_id", agent_id}});
+}
+
+void SyncHub::SetCoordinator(Coordinator* coordinator) {
+  absl::MutexLock lock(&mu_);
+  coordinator_ = coordinator;
+}
+
+void SyncHub::DeliverRoutes(std::vector<RouteDelivery> deliveries) {
+  absl::MutexLock lock(&mu_);
+  auto add = [this](SubscriptionId id, Subscription& s, const v1::SyncOwners& owners) {
+    v1::SyncResponse response;
+    *response.mutable_owners() = owners;
+    // A new owner's stored decisions are for it alone.
+    for (v1::EnvironmentRoute& route : *response.mutable_owners()->mutable_routes()) {
+      if (route.agent_id() != s.agent_id) route.clear_decisions();
+    }
+    s.owners.push_back(std::move(response));
+    MaybeQueueLocked(id, s);
+  };
+  for (const RouteDelivery& d : deliveries) {
+    if (!d.agent_id.empty()) {
+      auto a = by_agent_.find(d.agent_id);
+      if (a == by_agent_.end()) continue;
+      auto it = subscriptions_.find(a->second);
+      if (it != subscriptions_.end()) add(it->first, it->second, d.message);
+      continue;
+    }
+    for (auto& [id, s] : subscriptions_) add(id, s, d.message);
+  }
 }
 
 bool SyncHub::SnapshotWindowFullLocked(const Subscription& s) const {
@@ -161,7 +198,8 @@ bool SyncHub::SnapshotWindowFullLocked(const Subscription& s) const {
 }
 
 bool SyncHub::SkipUnselectedLocked(Subscription& s) {
-  if (s.busy || s.writing || s.queued || !s.pending.empty() || s.snapshot_needed ||
+  if (s.busy || s.writing || s.queued || !s.pending.empty() || !s.owners.empty() ||
+      s.snapshot_needed ||
       s.snapshot != nullptr || s.decisions_ack.has_value() || s.read_revision >= head_ ||
       s.sent_revision != s.read_revision || s.read_revision < cache_after_) {
     return false;
@@ -177,7 +215,7 @@ bool SyncHub::SkipUnselectedLocked(Subscription& s) {
 }
 
 bool SyncHub::HasUrgentWorkLocked(const Subscription& s) const {
-  if (s.decisions_ack.has_value() || !s.pending.empty()) return true;
+  if (s.decisions_ack.has_value() || !s.owners.empty() || !s.pending.empty()) return true;
   // Nothing else goes before the snapshot in progress, which waits for acks.
   if (SnapshotWindowFullLocked(s)) return false;
   return s.snapshot_needed || s.snapshot != nullptr || s.read_revision < head_;
@@ -256,13 +294,17 @@ void SyncHub::TakeDecisions(SubscriptionId id, const v1::SyncDecisions& decision
     if (it == subscriptions_.end()) return;
     Subscription& s = it->second;
     for (const v1::ScalingDecision& d : decisions.decisions()) {
-      if (absl::Status v = ValidateDecision(s, d); !v.ok()) {
+      v1::ScalingDecision decision = d;
+      decision.set_agent_id(s.agent_id);  // the stream says who decided, not the message
+      absl::Status v = ValidateDecision(s, decision);
+      // Fenced again when written: an epoch that is current here may not be by then.
+      if (v.ok() && coordinator_ != nullptr) v = coordinator_->Fence(decision);
+      if (!v.ok()) {
         ++refused;
         if (first_refusal.empty()) first_refusal = std::string(v.message());
         continue;
       }
-      valid.push_back(d);
-      valid.back().set_agent_id(s.agent_id);  // the stream says who decided, not the message
+      valid.push_back(std::move(decision));
     }
     decisions_refused_ += refused;
     if (refused > 0 && !s.refusal_logged) {
@@ -405,6 +447,9 @@ void SyncHub::Serve(SubscriptionId id) {
       if (s.decisions_ack.has_value()) {
         message.emplace();
         *message->mutable_decisions_ack() = *std::exchange(s.decisions_ack, std::nullopt);
+      } else if (!s.owners.empty()) {
+        message = std::move(s.owners.front());
+        s.owners.pop_front();
       } else if (!s.pending.empty()) {
         message = std::move(s.pending.front());
         s.pending.pop_front();

@@ -36,6 +36,7 @@
 #include "chainscale/v1/control_plane.pb.h"
 #include "common/selector.h"
 #include "control_plane/committer.h"
+#include "control_plane/coordinator.h"
 #include "control_plane/store.h"
 
 namespace chainscale {
@@ -87,6 +88,13 @@ class SyncHub {
 
   SyncHub(const SyncHub&) = delete;
   SyncHub& operator=(const SyncHub&) = delete;
+
+  // Ownership (DESIGN §11): the hub tells `coordinator` of agents that come and go, fences
+  // the decisions agents send with it, and sends agents the routes it delivers. Set once,
+  // before any agent subscribes; without it every agent decides what its selector selects.
+  void SetCoordinator(Coordinator* coordinator) ABSL_LOCKS_EXCLUDED(mu_);
+  // Routes for agents, from the coordinator's thread.
+  void DeliverRoutes(std::vector<RouteDelivery> deliveries) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Registers an agent after its hello (INVALID_ARGUMENT for a malformed one). A stream
   // already open for the same agent id is ended (ABORTED): one stream per agent.
@@ -146,6 +154,7 @@ class SyncHub {
     int snapshot_chunks_sent = 0;   // of the snapshot in progress
     int snapshot_chunks_acked = 0;  // ... that the agent said it received
     std::optional<v1::SyncDecisionsAck> decisions_ack;
+    std::deque<v1::SyncResponse> owners;  // routes to send, before any change
     bool progress_due = false;
     bool writing = false;   // a message is being written
     bool busy = false;      // a dispatch thread is preparing its next message
@@ -182,6 +191,7 @@ class SyncHub {
   Committer* const committer_;
   const SyncHubOptions options_;
   mutable absl::Mutex mu_;
+  Coordinator* coordinator_ ABSL_GUARDED_BY(mu_) = nullptr;
   absl::flat_hash_map<SubscriptionId, Subscription> subscriptions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, SubscriptionId> by_agent_ ABSL_GUARDED_BY(mu_);
   SubscriptionId next_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -343,16 +343,24 @@ TEST_F(SyncTest, DecisionsFlowBackAndReachTheNextAgent) {
   CreateChain("c", {"A"});
   Agent agent(address_, "agent-1");
   ASSERT_TRUE(CaughtUp(agent));
+  v1::GetChainEnvironmentRequest get;
+  get.set_chain_id("c");
+  get.set_env_name("production");
+  // The only agent owns the environment; its decisions carry the epoch (DESIGN §11).
+  v1::ChainEnvironment owned;
+  ASSERT_TRUE(WaitFor([&] {
+    return stub_->GetChainEnvironment(Context().get(), get, &owned).ok() &&
+           owned.owner().agent_id() == "agent-1";
+  }));
+  EXPECT_GT(owned.owner().epoch(), 0);
   v1::ScalingDecision decision;
   decision.set_chain_id("c");
   decision.set_env_name("production");
   decision.set_chainlet_name("A");
   decision.set_desired_replicas(3);
   decision.set_status(v1::ScalingDecision::ACCEPTED);
+  decision.set_epoch(owned.owner().epoch());
   agent.client->SendDecisions({decision});
-  v1::GetChainEnvironmentRequest get;
-  get.set_chain_id("c");
-  get.set_env_name("production");
   ASSERT_TRUE(WaitFor([&] {
     v1::ChainEnvironment env;
     return stub_->GetChainEnvironment(Context().get(), get, &env).ok() &&

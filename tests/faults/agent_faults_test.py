@@ -121,7 +121,9 @@ class StalledControlPlaneTest(AgentFaultBase):
                         chainlet_name=name, autoscaling_settings=settings_pb2.AutoscalingSettings(
                             max_replica=100, autoscaling_window=10, scale_down_delay=0))
                         for name in names]), metadata=AUTH, timeout=TIMEOUT)
-        agent, stub = self.start_agent("--decision_interval=200ms")
+        # A lease longer than the stall: within its lease an owner keeps deciding whatever
+        # the control plane does (after it, it holds; tests/system/ownership_test.py).
+        agent, stub = self.start_agent("--decision_interval=200ms", "--lease_ttl=60s")
         self.wait_applied(agent)
         # Load swinging hard on every chainlet, so every tick has decisions to send.
         stop = threading.Event()

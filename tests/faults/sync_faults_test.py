@@ -90,11 +90,11 @@ class RawSync:
         self.channel.close()
 
 
-def decision(chain, env, chainlet, desired, previous=0, reason="test"):
+def decision(chain, env, chainlet, desired, previous=0, reason="test", epoch=0):
     return settings_pb2.ScalingDecision(chain_id=chain, env_name=env, chainlet_name=chainlet,
                                         desired_replicas=desired, previous_replicas=previous,
                                         status=settings_pb2.ScalingDecision.ACCEPTED,
-                                        reason=reason)
+                                        reason=reason, epoch=epoch)
 
 
 class ControlPlaneCase(unittest.TestCase):
@@ -170,17 +170,23 @@ class SyncFaultTest(ControlPlaneCase):
         self.create("other", ["X"])
         stream = self.raw("decider", selector=[("dec", "production")])
         self.assertTrue(wait_for(stream.snapshot_done, timeout=TIMEOUT))
+        # The stream's agent owns dec/production (DESIGN §11): its epoch is in the table.
+        get = cp.GetChainEnvironmentRequest(chain_id="dec", env_name="production")
+        self.assertTrue(wait_for(lambda: self.stub.GetChainEnvironment(
+            get, metadata=AUTH, timeout=TIMEOUT).owner.agent_id == "decider", timeout=TIMEOUT))
+        epoch = self.stub.GetChainEnvironment(get, metadata=AUTH, timeout=TIMEOUT).owner.epoch
         stream.send(cp.SyncRequest(decisions=cp.SyncDecisions(sequence=7, decisions=[
-            decision("dec", "production", "A", -5),              # out of range
-            decision("dec", "production", "B", 3, reason="x" * 2000),  # reason over 1 KiB
-            decision("other", "production", "X", 2),             # not served by this agent
-            decision("dec", "production", "B", 4),               # valid
+            decision("dec", "production", "A", -5, epoch=epoch),  # out of range
+            decision("dec", "production", "B", 3, reason="x" * 2000, epoch=epoch),  # > 1 KiB
+            decision("other", "production", "X", 2, epoch=epoch),  # not served by this agent
+            decision("dec", "production", "A", 2, epoch=epoch - 1),  # fenced: an older epoch
+            decision("dec", "production", "B", 4, epoch=epoch),  # valid
         ])))
         self.assertTrue(wait_for(lambda: stream.decisions_acks(), timeout=TIMEOUT),
                         "no decisions_ack arrived")
         ack = stream.decisions_acks()[0]
-        self.check((ack.sequence, ack.stored, ack.refused) == (7, 1, 3),
-                   "ack says 1 stored, 3 refused: %s" % ack)
+        self.check((ack.sequence, ack.stored, ack.refused) == (7, 1, 4),
+                   "ack says 1 stored, 4 refused: %s" % ack)
         env = self.stub.GetChainEnvironment(
             cp.GetChainEnvironmentRequest(chain_id="dec", env_name="production"),
             metadata=AUTH, timeout=TIMEOUT)
@@ -196,7 +202,7 @@ class SyncFaultTest(ControlPlaneCase):
                    "no decision stored for an environment the agent does not serve")
         refused = int(re.search(r"^chainscale_decisions_refused_total (\d+)$",
                                 self.cp.metrics(), re.M).group(1))
-        self.check(refused == 3, "refusals counted: %d" % refused)
+        self.check(refused == 4, "refusals counted: %d" % refused)
         self.check(sum("decisions refused" in line for line in self.cp.log) == 1,
                    "logged once per stream")
         # A message over the 1 MiB limit ends the stream, and nothing of it is stored.

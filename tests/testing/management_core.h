@@ -27,7 +27,7 @@ class ManagementCore {
     hub_ = std::make_unique<SyncHub>(store_.get(), committer_.get(), SyncHubOptions{});
     registry_ = std::make_unique<Registry>(store_.get(), committer_.get(), RegistryOptions{},
                                            clock_);
-    management_ = std::make_unique<Management>(registry_.get(), hub_.get(),
+    management_ = std::make_unique<Management>(registry_.get(), hub_.get(), nullptr,
                                                 absl::Milliseconds(1));
   }
   // In the server's order: the committer drains before the hub its callbacks reach goes.

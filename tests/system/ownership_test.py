@@ -1,0 +1,303 @@
+"""Ownership and failover with the real binaries (DESIGN §11): one control plane and
+three agents that may all serve everything.
+
+One scenario, in order, each step checked before the next:
+1. Every chain environment gets exactly one owner, balanced (two of six each); reports to
+   the owner are decided by it, and every decision stored over the run names the owner
+   and its epoch (read from the control plane's decision feed); a report to another
+   agent is refused with FAILED_PRECONDITION (never taken in silently).
+2. SIGKILL the owner of a loaded environment: another agent owns it within the lease TTL
+   plus two decision intervals (and some slack for a loaded machine), under a higher
+   epoch, and its first stored decision starts from the stored count (no replica drop).
+3. A fourth agent joins: only its share moves, every move to it.
+4. The control plane restarts on its data directory: the agents come back to the same
+   environments under the same epochs.
+5. An agent cut off from the control plane (SIGSTOP of the control plane) holds its counts
+   once its own lease TTL has passed, and says so.
+"""
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+from google.protobuf import json_format
+
+sys.path.insert(0, os.path.dirname(__file__))
+from chainscale_process import Agent, ControlPlane, wait_for  # noqa: E402
+from chainscale.v1 import agent_pb2, agent_pb2_grpc  # noqa: E402
+from chainscale.v1 import control_plane_pb2 as cp  # noqa: E402
+from chainscale.v1 import control_plane_pb2_grpc as cp_grpc  # noqa: E402
+
+API_KEY = "owner-key"
+TOKEN = "owner-agent-token"
+AUTH = (("authorization", "Api-Key " + API_KEY),)
+TIMEOUT = 20
+LEASE_TTL = 2.0        # seconds, control plane and agents
+INTERVAL = 0.2         # decision interval, seconds
+SLACK = 3.0            # for a loaded two-core machine; the measured time is printed
+CHAINS = ["own-%d" % i for i in range(6)]
+IN_FLIGHT = 50         # at 10 per replica: 5 replicas
+
+
+class Reporter:
+    """Reports load for every chain, each to the agent that owns its environment now."""
+
+    def __init__(self, test):
+        self.test = test
+        self.stop = threading.Event()
+        self.refusals = {}
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            for chain in CHAINS:
+                owner = self.test.owner(chain)
+                agent = self.test.agents.get(owner.agent_id)
+                if agent is None or agent.proc.poll() is not None:
+                    continue
+                try:
+                    self.test.stub_of(agent).ReportLoad(agent_pb2.ReportLoadRequest(reports=[
+                        agent_pb2.LoadReport(source_id="replica-1", chain_id=chain,
+                                             env_name="production", chainlet_name="Model",
+                                             in_flight_requests=IN_FLIGHT)]),
+                        metadata=AUTH, timeout=5)
+                except grpc.RpcError as e:
+                    self.refusals[e.code()] = self.refusals.get(e.code(), 0) + 1
+            self.stop.wait(INTERVAL)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+class Feed:
+    """Every decision the control plane stores, from its decision feed."""
+
+    def __init__(self, address):
+        self.channel = grpc.insecure_channel(address)
+        self.call = cp_grpc.ControlPlaneStub(self.channel).WatchScalingDecisions(
+            cp.WatchDecisionFeedRequest(), metadata=AUTH)
+        self.decisions = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        try:
+            for message in self.call:
+                if message.HasField("decision"):
+                    with self.lock:
+                        self.decisions.append(message.decision)
+        except grpc.RpcError:
+            pass
+
+    def all(self):
+        with self.lock:
+            return list(self.decisions)
+
+    def close(self):
+        self.call.cancel()
+        self.thread.join(timeout=10)
+        self.channel.close()
+
+
+class OwnershipTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], self.dir.name, API_KEY,
+                               extra_args=["--lease_ttl=%gs" % LEASE_TTL], agent_token=TOKEN)
+        self.cp.start()
+        self.agents = {}
+        self.stubs = {}
+        self.channel = grpc.insecure_channel(self.cp.address)
+        self.stub = cp_grpc.ControlPlaneStub(self.channel)
+        for chain in CHAINS:
+            self.stub.CreateChain(cp.CreateChainRequest(chain_id=chain, chainlet_names=["Model"]),
+                                  metadata=AUTH, timeout=TIMEOUT)
+            self.stub.UpdateChainletEnvironmentAutoscalingSettings(json_format.ParseDict({
+                "chain_id": chain, "env_name": "production",
+                "updates": [{"chainlet_name": "Model", "autoscaling_settings": {
+                    "min_replica": 1, "max_replica": 20, "concurrency_target": 10,
+                    "target_utilization_percentage": 100, "autoscaling_window": 10,
+                    "scale_down_delay": 600}}]},
+                cp.UpdateChainletEnvironmentAutoscalingSettingsRequest()),
+                metadata=AUTH, timeout=TIMEOUT)
+
+    def tearDown(self):
+        for agent in self.agents.values():
+            if agent.proc.poll() is None:
+                agent.kill()
+        if self.cp.proc.poll() is None:
+            self.cp.proc.send_signal(signal.SIGCONT)
+            self.cp.kill()
+        self.channel.close()
+        self.dir.cleanup()
+
+    def start_agent(self, name):
+        agent = Agent(os.environ["CHAINSCALE_AGENT"], self.cp.address, API_KEY, TOKEN,
+                      ["--agent_id=" + name, "--decision_interval=%gs" % INTERVAL,
+                       "--lease_ttl=%gs" % LEASE_TTL, "--report_staleness=30s"])
+        agent.start()
+        self.agents[name] = agent
+        return agent
+
+    def stub_of(self, agent):
+        if agent.address not in self.stubs:
+            self.stubs[agent.address] = agent_pb2_grpc.AgentStub(
+                grpc.insecure_channel(agent.address))
+        return self.stubs[agent.address]
+
+    def env(self, chain):
+        return self.stub.GetChainEnvironment(
+            cp.GetChainEnvironmentRequest(chain_id=chain, env_name="production"),
+            metadata=AUTH, timeout=TIMEOUT)
+
+    def owner(self, chain):
+        return self.env(chain).owner
+
+    def owners(self):
+        return {chain: (self.owner(chain).agent_id, self.owner(chain).epoch) for chain in CHAINS}
+
+    def all_owners(self):
+        """Owners of every environment of every chain (a chain has more than production)."""
+        out = {}
+        for chain in CHAINS:
+            envs = self.stub.GetChain(cp.GetChainRequest(chain_id=chain), metadata=AUTH,
+                                      timeout=TIMEOUT).environments
+            for env in envs:
+                owner = self.stub.GetChainEnvironment(
+                    cp.GetChainEnvironmentRequest(chain_id=chain, env_name=env),
+                    metadata=AUTH, timeout=TIMEOUT).owner
+                out[(chain, env)] = (owner.agent_id, owner.epoch)
+        return out
+
+    def balanced(self, agents):
+        counts = [sum(1 for a, _ in self.all_owners().values() if a == n) for n in agents]
+        return all(a for a, _ in self.all_owners().values()) and max(counts) - min(counts) <= 1
+
+    def stored(self, chain):
+        d = self.env(chain).chainlet_settings[0]
+        return d.decision if d.HasField("decision") else None
+
+    def test_one_decider_failover_join_and_restart(self):
+        for name in ("agent-a", "agent-b", "agent-c"):
+            self.start_agent(name)
+        # 1. One owner per environment, balanced within one.
+        self.assertTrue(wait_for(lambda: self.balanced(["agent-a", "agent-b", "agent-c"]),
+                                 timeout=TIMEOUT), "owners: %s" % self.all_owners())
+        owners = self.owners()
+        feed = Feed(self.cp.address)
+        reporter = Reporter(self)
+        try:
+            self.assertTrue(wait_for(lambda: all(
+                (self.stored(c) is not None and self.stored(c).desired_replicas == 5)
+                for c in CHAINS), timeout=60), "stored: %s" % [self.stored(c) for c in CHAINS])
+            decided = {c: (self.stored(c).agent_id, self.stored(c).epoch) for c in CHAINS}
+            self.assertEqual(decided, owners, "each environment decided by its owner")
+            # A report to an agent that does not own the environment is refused.
+            chain = CHAINS[0]
+            other = next(a for n, a in self.agents.items() if n != owners[chain][0])
+            with self.assertRaises(grpc.RpcError) as refused:
+                self.stub_of(other).ReportLoad(agent_pb2.ReportLoadRequest(reports=[
+                    agent_pb2.LoadReport(source_id="replica-9", chain_id=chain,
+                                         env_name="production", chainlet_name="Model",
+                                         in_flight_requests=1)]), metadata=AUTH, timeout=5)
+            self.assertEqual(refused.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+            stored_before = [d for d in feed.all()]
+            wrong = [d for d in stored_before if (d.agent_id, d.epoch) != owners[d.chain_id]]
+            self.assertEqual(wrong, [], "decisions stored from a non-owner")
+            print("\nownership: %d environments over 3 agents, balanced within one; %d "
+                  "decisions stored, all by their owner" %
+                  (len(self.all_owners()), len(stored_before)))
+
+            # 2. SIGKILL the owner of a loaded environment.
+            victim, old_epoch = owners[chain]
+            count_before = self.stored(chain).desired_replicas
+            self.agents[victim].proc.send_signal(signal.SIGKILL)
+            self.agents[victim].proc.wait(timeout=10)
+            killed_at = time.monotonic()
+
+            def taken_over():
+                d = self.stored(chain)
+                return d is not None and d.agent_id != victim and d.epoch > old_epoch
+            self.assertTrue(wait_for(taken_over, timeout=60), "never taken over")
+            took = time.monotonic() - killed_at
+            new_owner = self.owner(chain)
+            first = [d for d in feed.all() if d.chain_id == chain and d.epoch == new_owner.epoch]
+            print("ownership: SIGKILL of %s; %s decided %s %.2f s later (lease TTL %g s, "
+                  "interval %g s), first stored count %d (was %d)" %
+                  (victim, new_owner.agent_id, chain, took, LEASE_TTL, INTERVAL,
+                   first[0].desired_replicas if first else -1, count_before))
+            self.assertNotEqual(new_owner.agent_id, victim)
+            self.assertGreater(new_owner.epoch, old_epoch)
+            self.assertLess(took, LEASE_TTL + 2 * INTERVAL + SLACK)
+            self.assertTrue(first, "the new owner's decisions reach the feed")
+            self.assertGreaterEqual(min(d.desired_replicas for d in first), count_before,
+                                    "no replica drop at takeover")
+            # After the takeover nothing of the old epoch is stored.
+            late = [d for d in feed.all()[len(stored_before):]
+                    if d.chain_id == chain and d.epoch == old_epoch]
+            self.assertEqual(late, [], "a decision of the old epoch after the takeover")
+            survivors = self.all_owners()
+            self.assertNotIn(victim, {a for a, _ in survivors.values()})
+
+            # 3. A fourth agent joins: only its share moves.
+            self.start_agent("agent-d")
+            survivors_names = sorted({a for a, _ in survivors.values()} | {"agent-d"})
+            self.assertTrue(wait_for(lambda: self.balanced(survivors_names), timeout=TIMEOUT))
+            joined = self.all_owners()
+            moved = {e for e in joined if joined[e] != survivors[e]}
+            print("ownership: agent-d joined; %d of %d environments moved, all to it" %
+                  (len(moved), len(joined)))
+            self.assertTrue(moved)
+            for e in moved:
+                self.assertEqual(joined[e][0], "agent-d", "moved between old agents: %s" % (e,))
+        finally:
+            reporter.close()
+            feed.close()
+
+        # 4. The control plane restarts; the agents keep their environments and epochs.
+        before = self.all_owners()
+        port = self.cp.grpc_port
+        self.cp.kill()
+        self.cp.extra_args = ["--lease_ttl=20s"]  # room for the agents' reconnect backoff
+        self.cp.start(grpc_port=port)
+        self.channel.close()
+        self.channel = grpc.insecure_channel(self.cp.address)
+        self.stub = cp_grpc.ControlPlaneStub(self.channel)
+        live = [n for n, a in self.agents.items() if a.proc.poll() is None]
+
+        def reconnected():
+            metrics = self.cp.metrics()
+            return all('chainscale_owned_environments{agent="%s"}' % n in metrics for n in live)
+        self.assertTrue(wait_for(reconnected, timeout=60), self.cp.metrics())
+        after = self.all_owners()
+        print("ownership: control plane restarted; owners and epochs kept: %s" %
+              (after == before))
+        self.assertEqual(after, before)
+
+        # 5. Cut off from the control plane, an owner holds once its lease TTL has passed.
+        name = after[(CHAINS[0], "production")][0]
+        stub = self.stub_of(self.agents[name])
+        self.cp.proc.send_signal(signal.SIGSTOP)
+        try:
+            def holding():
+                d = stub.GetScalingDecision(agent_pb2.GetScalingDecisionRequest(
+                    chain_id=CHAINS[0], env_name="production", chainlet_name="Model"),
+                    metadata=AUTH, timeout=5)
+                return d.lease_expired and "no word from the control plane" in d.reason
+            self.assertTrue(wait_for(holding, timeout=LEASE_TTL + SLACK + 5),
+                            "the agent did not hold")
+        finally:
+            self.cp.proc.send_signal(signal.SIGCONT)
+        print("ownership: %s held its counts with the control plane stopped" % name)
+
+
+if __name__ == "__main__":
+    unittest.main()
