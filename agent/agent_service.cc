@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -274,9 +275,45 @@ grpc::Status AgentService::ReportLoad(grpc::ServerContext* context,
                                       const v1::ReportLoadRequest* request,
                                       v1::ReportLoadResponse* response) {
   return Serve("ReportLoad", context, [&] {
-    absl::StatusOr<std::vector<v1::ScalingDecision>> decisions = loop_->Report(request->reports());
-    if (!decisions.ok()) return decisions.status();
-    for (v1::ScalingDecision& d : *decisions) *response->add_decisions() = std::move(d);
+    if (routing_.forwarder == nullptr || !loop_->owned_only()) {
+      absl::StatusOr<std::vector<v1::ScalingDecision>> decisions =
+          loop_->Report(request->reports());
+      if (!decisions.ok()) return decisions.status();
+      for (v1::ScalingDecision& d : *decisions) *response->add_decisions() = std::move(d);
+      return absl::OkStatus();
+    }
+    // Reports for environments another agent owns go to that owner; the rest are taken
+    // here. A batch that spans owners is taken per owner (each part whole or not at all).
+    google::protobuf::RepeatedPtrField<v1::LoadReport> local;
+    std::map<std::string, std::vector<v1::LoadReport>> remote;  // by the owner's address
+    for (const v1::LoadReport& r : request->reports()) {
+      std::string address;
+      if (!loop_->Owns(r.chain_id(), r.env_name())) {
+        address = routing_.owner_address(r.chain_id(), r.env_name());
+      }
+      if (address.empty()) {
+        *local.Add() = r;  // owned, or no owner known: the loop answers for it
+      } else {
+        remote[address].push_back(r);
+      }
+    }
+    if (!local.empty()) {
+      absl::StatusOr<std::vector<v1::ScalingDecision>> decisions = loop_->Report(local);
+      if (!decisions.ok()) return decisions.status();
+      for (v1::ScalingDecision& d : *decisions) *response->add_decisions() = std::move(d);
+    }
+    for (auto& [address, reports] : remote) {
+      const ForwardResult result = routing_.forwarder->ForwardAndWait(address, std::move(reports));
+      if (!result.status.ok()) {
+        return absl::Status(result.status.code(),
+                            absl::StrCat("the owner at ", address, ": ", result.status.message()));
+      }
+      if (!result.rejections.empty()) {
+        const v1::ReportRejection& first = result.rejections.front();
+        return absl::Status(static_cast<absl::StatusCode>(first.code()),
+                            absl::StrCat("the owner at ", address, ": ", first.message()));
+      }
+    }
     return absl::OkStatus();
   });
 }

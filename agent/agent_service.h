@@ -6,6 +6,7 @@
 #define CHAINSCALE_AGENT_AGENT_SERVICE_H_
 
 #include "agent/decision_loop.h"
+#include "agent/forwarder.h"
 #include "chainscale/v1/agent.grpc.pb.h"
 #include "common/auth.h"
 #include "common/metrics.h"
@@ -23,11 +24,22 @@ struct WatchOptions {
   size_t min_backlog = 10'000;
 };
 
+// Where reports for another agent's chain environments go (DESIGN §11).
+struct ReportRouting {
+  // The owner's address; empty when unknown.
+  std::function<std::string(const std::string& chain_id, const std::string& env_name)>
+      owner_address;
+  ReportForwarder* forwarder = nullptr;
+};
+
 class AgentService final : public AgentServiceBase {
  public:
   // `loop` and `metrics` must outlive the service.
   AgentService(ApiKeys api_keys, DecisionLoop* loop, Metrics* metrics,
                WatchOptions watch = {});
+
+  // ReportLoad forwards reports for environments another agent owns. Set before serving.
+  void SetRouting(ReportRouting routing) { routing_ = std::move(routing); }
 
   // Ends every stream with UNAVAILABLE, and any opened later.
   void EndStreams() { streams_.EndAll(); }
@@ -54,6 +66,7 @@ class AgentService final : public AgentServiceBase {
   DecisionLoop* const loop_;
   Metrics* const metrics_;
   const WatchOptions watch_;
+  ReportRouting routing_;
   StreamSet streams_;
 };
 

@@ -457,6 +457,12 @@ absl::Status DecisionLoop::NotOwned(const v1::LoadReport& r) {
       " now; report to its owner (the control plane's GetChainEnvironment names it)"));
 }
 
+bool DecisionLoop::Owns(absl::string_view chain_id, absl::string_view env_name) const {
+  if (!owned_only()) return true;
+  absl::ReaderMutexLock structure(&structure_mu_);
+  return owned_.contains(ChainletKeyPrefix(chain_id, env_name));
+}
+
 void DecisionLoop::SetLeaseExpired(bool expired) {
   lease_expired_.store(expired, std::memory_order_relaxed);
 }

@@ -104,6 +104,9 @@ class DecisionLoop {
   // decisions say so.
   void SetLeaseExpired(bool expired);
   bool lease_expired() const { return lease_expired_.load(std::memory_order_relaxed); }
+  // Whether this agent decides the chain environment (always, while ownership is off).
+  bool Owns(absl::string_view chain_id, absl::string_view env_name) const
+      ABSL_LOCKS_EXCLUDED(structure_mu_);
   // True once ownership is on (SetOwned was called).
   bool owned_only() const { return owned_only_.load(std::memory_order_relaxed); }
 

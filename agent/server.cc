@@ -94,6 +94,20 @@ absl::Status AgentServer::StartServing() {
   if (!credentials.ok()) return credentials.status();
   service_ = std::make_unique<AgentService>(options_.api_keys, loop_.get(), &metrics_,
                                             options_.watch);
+  // Reports for another agent's environments go to its owner (DESIGN §11), presented with
+  // this agent's first key: agents of one pool accept the same keys.
+  routes_ = std::make_unique<OwnerRoutes>(options_.agent_id);
+  ForwarderOptions forwarder_options;
+  forwarder_options.channel.credentials = *channel_credentials;
+  forwarder_options.token = options_.api_keys.first();
+  forwarder_ = std::make_unique<ReportForwarder>(forwarder_options);
+  service_->SetRouting({[routes = routes_.get()](const std::string& chain_id,
+                                                 const std::string& env_name) {
+                          std::optional<v1::EnvironmentRoute> route =
+                              routes->Find(chain_id, env_name);
+                          return route.has_value() ? route->address() : std::string();
+                        },
+                        forwarder_.get()});
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   ApplyServerKeepalive(builder);
@@ -106,7 +120,6 @@ absl::Status AgentServer::StartServing() {
   }
   SetServing(serving_.load());
 
-  routes_ = std::make_unique<OwnerRoutes>(options_.agent_id);
   SyncClientOptions sync_options;
   sync_options.control_plane = options_.control_plane;
   sync_options.credentials = *channel_credentials;
@@ -223,6 +236,18 @@ void AgentServer::CollectMetrics(std::string* out) const {
                   "word from the control plane for the lease TTL.\n"
                   "# TYPE chainscale_lease_expired gauge\nchainscale_lease_expired ",
                   loop_->lease_expired() ? 1 : 0, "\n");
+  const ForwarderStats forwarded = forwarder_->Stats();
+  absl::StrAppend(
+      out,
+      "# HELP chainscale_forwarded_reports_total Reports for another agent's environments, "
+      "by what became of them.\n# TYPE chainscale_forwarded_reports_total counter\n",
+      "chainscale_forwarded_reports_total{result=\"accepted\"} ", forwarded.accepted, "\n",
+      "chainscale_forwarded_reports_total{result=\"rejected\"} ", forwarded.rejected, "\n",
+      "chainscale_forwarded_reports_total{result=\"unavailable\"} ",
+      forwarded.unreachable + forwarded.buffer_full + forwarded.shutting_down, "\n",
+      "# HELP chainscale_forwarded_reports_held Reports waiting for their owner.\n"
+      "# TYPE chainscale_forwarded_reports_held gauge\nchainscale_forwarded_reports_held ",
+      forwarded.held_reports, "\n");
 }
 
 void AgentServer::Shutdown(absl::Duration grace) {
@@ -236,6 +261,7 @@ void AgentServer::Shutdown(absl::Duration grace) {
   if (server_ != nullptr) {
     SetServing(false);
     service_->EndStreams();
+    forwarder_->Shutdown();  // reports waiting on an owner are answered UNAVAILABLE
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
   if (http_ != nullptr) http_->Stop();

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "agent/agent_service.h"
 #include "agent/decision_loop.h"
+#include "agent/forwarder.h"
 #include "agent/owner_routes.h"
 #include "agent/settings_cache.h"
 #include "agent/sync_client.h"
@@ -91,6 +92,7 @@ class AgentServer {
   std::unique_ptr<DecisionLoop> loop_;
   std::unique_ptr<SyncClient> sync_;
   std::unique_ptr<OwnerRoutes> routes_;
+  std::unique_ptr<ReportForwarder> forwarder_;
   std::unique_ptr<AgentService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;

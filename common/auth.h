@@ -27,6 +27,9 @@ class ApiKeys {
 
   bool empty() const { return keys_.empty(); }
   size_t size() const { return keys_.size(); }
+  // The first key: what an agent presents to its peers when it forwards reports (agents of
+  // one pool accept the same keys). Empty when there is none.
+  std::string first() const { return keys_.empty() ? std::string() : keys_.front(); }
 
   // The index of the key that `authorization` carries after the scheme "Api-Key" or
   // "Bearer" (see the file comment for spelling), the same for every spelling of one key;
