@@ -227,7 +227,10 @@ void DecisionLoop::Apply(const AppliedUpdate& update) {
       added.push_back(&*it);
       if (owned_only()) {
         auto owned = owned_.find(ChainletKeyPrefix(synced.key.chain_id(), synced.key.env_name()));
-        if (owned != owned_.end()) it->second.epoch = owned->second;
+        if (owned != owned_.end()) {
+          it->second.epoch = owned->second;
+          it->second.announce = true;  // as in SetOwned
+        }
       }
       if (watched && Decides(it->second)) appeared->decisions.push_back(ToProto(ViewOf(*it)));
     } else {
@@ -498,8 +501,7 @@ void DecisionLoop::SetOwned(const std::vector<OwnedEnvironment>& changes, bool r
     auto s = stored.find(k);
     if (epoch > 0 && s != stored.end()) {
       // Taken over from another agent: start from its latest stored decision, newer than
-      // what the snapshot held, and warm up before any scale-down. The first decision is
-      // sent whatever it is, so the control plane records who decides now.
+      // what the snapshot held, and warm up before any scale-down.
       SyncedChainlet synced;
       synced.settings = c.decider.settings();
       synced.revision = c.settings_revision;
@@ -509,10 +511,10 @@ void DecisionLoop::SetOwned(const std::vector<OwnedEnvironment>& changes, bool r
       }
       synced.decision = start;
       c.decider = ChainletDecider(synced.settings, decider_options_, StartOf(synced), now);
-      c.told_replicas = -1;
       c.from_stored_decision = true;
       c.decided = false;
     }
+    if (epoch > 0) c.announce = true;
     c.epoch = epoch;
   }
 }
@@ -553,6 +555,7 @@ std::vector<DecisionBatchPtr> DecisionLoop::Tick() {
   const absl::Time now = clock_.Now();
   const bool all = watchers_for_all_.load() > 0;
   auto changed = std::make_shared<DecisionBatch>();
+  auto announced = std::make_shared<DecisionBatch>();  // for the control plane only
   std::shared_ptr<DecisionBatch> unchanged;
   if (all) {
     unchanged = std::make_shared<DecisionBatch>();
@@ -562,6 +565,7 @@ std::vector<DecisionBatchPtr> DecisionLoop::Tick() {
     absl::ReaderMutexLock structure(&structure_mu_);
     std::vector<DecisionView> changed_views;
     std::vector<DecisionView> unchanged_views;
+    std::vector<DecisionView> announced_views;
     for (Shard& shard : shards_) {
       ChainletMap::iterator it;
       bool done = false;
@@ -581,9 +585,11 @@ std::vector<DecisionBatchPtr> DecisionLoop::Tick() {
             c.decider.Decide(now);
             if (Decided(c)) {
               changed_views.push_back(ViewOf(*it));
-            } else if (all) {
-              unchanged_views.push_back(ViewOf(*it));
+            } else {
+              if (c.announce) announced_views.push_back(ViewOf(*it));
+              if (all) unchanged_views.push_back(ViewOf(*it));
             }
+            c.announce = false;
           }
           done = it == shard.chainlets.end();
         }
@@ -593,8 +599,12 @@ std::vector<DecisionBatchPtr> DecisionLoop::Tick() {
         for (const DecisionView& view : unchanged_views) {
           unchanged->decisions.push_back(ToProto(view));
         }
+        for (const DecisionView& view : announced_views) {
+          announced->decisions.push_back(ToProto(view));
+        }
         changed_views.clear();
         unchanged_views.clear();
+        announced_views.clear();
       }
     }
   }
@@ -607,6 +617,7 @@ std::vector<DecisionBatchPtr> DecisionLoop::Tick() {
     Notify(changed);
     since_last_tick.push_back(std::move(changed));
   }
+  if (!announced->decisions.empty()) since_last_tick.push_back(std::move(announced));
   if (unchanged != nullptr) Notify(unchanged);
   return since_last_tick;
 }

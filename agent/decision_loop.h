@@ -125,7 +125,8 @@ class DecisionLoop {
 
   // Decides every chainlet at the clock's now and tells watchers. Returns what changed
   // since the previous tick, for the control plane: the batches of the cold-start path,
-  // then this tick's.
+  // then this tick's, then the first decisions under a new epoch (sent even unchanged, so
+  // the control plane records who decides; watchers do not hear them again).
   std::vector<DecisionBatchPtr> Tick() ABSL_LOCKS_EXCLUDED(structure_mu_);
 
   // INVALID_ARGUMENT for a name that is not a valid chain id, environment or chainlet
@@ -172,6 +173,10 @@ class DecisionLoop {
     bool from_stored_decision = false;
     uint8_t shard = 0;
     int64_t epoch = 0;  // of this agent's ownership of the environment; 0: not owned
+    // The next tick sends this chainlet's decision to the control plane even unchanged
+    // (the first under a new epoch, so the control plane records who decides now);
+    // watchers are not told again.
+    bool announce = false;
   };
   using ChainletMap = absl::node_hash_map<std::string, Chainlet>;
   using Node = ChainletMap::value_type;

@@ -9,7 +9,7 @@ reference from the same run, and their ratio.
 
     bench/run.py --build build            # the full set, 3 runs (./dev bench)
     bench/run.py --build build --quick    # one short run, 10 000 chainlets (./dev bench --quick)
-    bench/run.py --only writes,ingest     # some groups: writes propagation streams scale ingest idle
+    bench/run.py --only writes,ingest     # some groups: writes propagation streams scale ingest idle failover
 
 Numbers from a shared machine are noisy; the ratios, taken within one run, are what to
 compare across versions.
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-GROUPS = ["writes", "propagation", "streams", "scale", "ingest", "idle"]
+GROUPS = ["writes", "propagation", "streams", "scale", "ingest", "idle", "failover"]
 
 
 def log(message):
@@ -459,6 +459,88 @@ class Bench:
             alone["stalls_over_20ms"] * 10 / seconds,
             with_agent["stalls_over_20ms"] * 10 / seconds, "", "lower")
         return rows
+
+    def failover(self):
+        """Failover time (DESIGN §11): SIGKILL of a chain environment's owner to the first
+        decision of the new owner stored by the control plane, over 20 kills (8 with
+        --quick), lease TTL 2 s, decision interval 200 ms. Reference: the lease TTL plus two
+        decision intervals, the time the design allows."""
+        sys.path.insert(0, os.path.join(self.build, "python"))
+        import grpc  # the generated stubs need it; only this group does
+        from chainscale.v1 import control_plane_pb2 as cp
+        from chainscale.v1 import control_plane_pb2_grpc as cp_grpc
+
+        lease, interval = 2.0, 0.2
+        kills = 8 if self.args.quick else 20
+        proc = self.spawn([self.control_plane_bin, "--insecure", "--listen=127.0.0.1:0",
+                           "--http_listen=", f"--data_dir={self.fresh_dir('cp')}",
+                           f"--lease_ttl={lease}s"], "control-plane")
+        address = f"127.0.0.1:{self.ports(proc)[0]}"
+        self.driver("wait-serving", target=address)
+        self.driver("fill", control_plane=address, chain_prefix="fo-", chains=1,
+                    chainlets_per_chain=1)
+        agents = {}
+
+        def start(agent_id):
+            agent = self.spawn([self.agent_bin, "--insecure", "--listen=127.0.0.1:0",
+                                "--http_listen=", f"--control_plane={address}",
+                                f"--agent_id={agent_id}", f"--decision_interval={interval}s",
+                                f"--lease_ttl={lease}s"], "agent")
+            self.ports(agent)
+            agents[agent_id] = agent
+
+        start("fo-a")
+        start("fo-b")
+        channel = grpc.insecure_channel(address)
+        stub = cp_grpc.ControlPlaneStub(channel)
+        request = cp.GetChainEnvironmentRequest(chain_id="fo-0", env_name="production")
+
+        def stored():
+            env = stub.GetChainEnvironment(request, timeout=10)
+            d = env.chainlet_settings[0]
+            return (d.decision.agent_id, d.decision.epoch) if d.HasField("decision") else ("", 0)
+
+        def settled():
+            # The owner now has stored its first decision: nothing is moving.
+            env = stub.GetChainEnvironment(request, timeout=10)
+            d = env.chainlet_settings[0].decision
+            owner = env.owner
+            return owner.agent_id and (d.agent_id, d.epoch) == (owner.agent_id, owner.epoch) and (
+                owner.agent_id, owner.epoch)
+
+        def wait(predicate, timeout=60):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                value = predicate()
+                if value:
+                    return value
+                time.sleep(0.01)
+            raise RuntimeError("failover: timed out")
+
+        times = []
+        for _ in range(kills):
+            owner, epoch = wait(settled)
+            victim = agents[owner]
+            victim.kill()
+            killed = time.monotonic()
+            victim.wait()
+            wait(lambda: stored()[0] not in ("", owner) and stored()[1] > epoch)
+            times.append((time.monotonic() - killed) * 1000)
+            self.procs.remove(victim)
+            start(owner)  # back under the same id; the environment stays where it is now
+        channel.close()
+        for agent in agents.values():
+            self.stop(agent)
+        self.stop(proc)
+        times.sort()
+        allowed = (lease + 2 * interval) * 1000
+        log(f"failover: {kills} kills, {min(times):.0f} to {max(times):.0f} ms")
+        return {
+            f"failover p50, SIGKILL to new owner's stored decision ({kills} kills)":
+                (statistics.median(times), allowed, "ms", "lower"),
+            f"failover p99 (max of {kills}), SIGKILL to new owner's stored decision":
+                (times[-1], allowed, "ms", "lower"),
+        }
 
 
 def run_for_json(argv, what, timeout):

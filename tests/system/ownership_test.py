@@ -90,9 +90,14 @@ class Feed:
         self.thread.start()
 
     def read(self):
+        # Only what is stored from now on: the initial state may hold decisions of an
+        # assignment that has since moved on (an agent alone at first owns everything).
+        live = False
         try:
             for message in self.call:
-                if message.HasField("decision"):
+                if message.initial_state_done:
+                    live = True
+                if live and message.HasField("decision"):
                     with self.lock:
                         self.decisions.append(message.decision)
         except grpc.RpcError:
