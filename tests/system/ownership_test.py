@@ -235,7 +235,9 @@ class OwnershipTest(unittest.TestCase):
             print("\nownership: %s reports sent to a non-owner reached the owner %s, which "
                   "decided 8" % (forwarded.group(1), owners[chain][0]))
             stored_before = [d for d in feed.all()]
-            wrong = [d for d in stored_before if (d.agent_id, d.epoch) != owners[d.chain_id]]
+            every_owner = self.all_owners()
+            wrong = [d for d in stored_before
+                     if (d.agent_id, d.epoch) != every_owner[(d.chain_id, d.env_name)]]
             self.assertEqual(wrong, [], "decisions stored from a non-owner")
             print("ownership: %d environments over 3 agents, balanced within one; %d "
                   "decisions stored, all by their owner" %
