@@ -286,11 +286,17 @@ grpc::Status AgentService::ReportLoad(grpc::ServerContext* context,
     // here. A batch that spans owners is taken per owner (each part whole or not at all).
     google::protobuf::RepeatedPtrField<v1::LoadReport> local;
     std::map<std::string, std::vector<v1::LoadReport>> remote;  // by the owner's address
+    // Reports of one environment come together: look its owner up once per run of them.
+    const v1::LoadReport* previous = nullptr;
+    std::string address;
     for (const v1::LoadReport& r : request->reports()) {
-      std::string address;
-      if (!loop_->Owns(r.chain_id(), r.env_name())) {
-        address = routing_.owner_address(r.chain_id(), r.env_name());
+      if (previous == nullptr || previous->chain_id() != r.chain_id() ||
+          previous->env_name() != r.env_name()) {
+        address = loop_->Owns(r.chain_id(), r.env_name())
+                      ? std::string()
+                      : routing_.owner_address(r.chain_id(), r.env_name());
       }
+      previous = &r;
       if (address.empty()) {
         *local.Add() = r;  // owned, or no owner known: the loop answers for it
       } else {

@@ -42,17 +42,15 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(Store* store,
   if (!envs.ok()) return envs.status();
   auto ownership =
       std::make_unique<Ownership>(options, *generation, *envs, *stored, clock.Now());
-  return std::unique_ptr<Coordinator>(new Coordinator(store, committer, clock, *generation,
-                                                      std::move(ownership), *std::move(envs)));
+  return std::unique_ptr<Coordinator>(
+      new Coordinator(store, committer, clock, std::move(ownership), *std::move(envs)));
 }
 
 Coordinator::Coordinator(Store* store, Committer* committer, const Clock& clock,
-                         int64_t generation, std::unique_ptr<Ownership> ownership,
-                         std::vector<ChainEnv> envs)
+                         std::unique_ptr<Ownership> ownership, std::vector<ChainEnv> envs)
     : store_(store),
       committer_(committer),
       clock_(clock),
-      generation_(generation),
       ownership_(std::move(ownership)),
       envs_(std::move(envs)),
       known_(envs_.begin(), envs_.end()) {
@@ -128,7 +126,6 @@ Coordinator::Stats Coordinator::stats() const {
   Stats stats;
   stats.hand_overs = hand_overs_;
   stats.expired_leases = expired_leases_;
-  stats.generation = generation_;
   for (const auto& [agent, address] : addresses_) stats.owned[agent] = 0;
   for (const auto& [agent, count] : ownership_->OwnedCounts()) stats.owned[agent] = count;
   return stats;

@@ -76,7 +76,6 @@ class Coordinator {
     absl::flat_hash_map<std::string, int64_t> owned;  // environments per agent
     int64_t hand_overs = 0;  // environments that changed owner (first assignments too)
     int64_t expired_leases = 0;
-    int64_t generation = 0;
   };
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -90,7 +89,7 @@ class Coordinator {
     std::vector<ChainEnv> removed;   // ...or lost some
   };
 
-  Coordinator(Store* store, Committer* committer, const Clock& clock, int64_t generation,
+  Coordinator(Store* store, Committer* committer, const Clock& clock,
               std::unique_ptr<Ownership> ownership, std::vector<ChainEnv> envs);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   // Stores hand-overs and turns them into deliveries. Coordinator thread.
@@ -104,7 +103,6 @@ class Coordinator {
   Store* const store_;
   Committer* const committer_;
   const Clock& clock_;
-  const int64_t generation_;
 
   mutable absl::Mutex mu_;
   std::unique_ptr<Ownership> ownership_ ABSL_GUARDED_BY(mu_);

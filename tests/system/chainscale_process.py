@@ -120,6 +120,21 @@ class ControlPlane:
         return self.proc.wait(timeout=timeout)
 
 
+def create_chain(stub, metadata, chain_id, chainlet, settings, env_name="production",
+                 timeout=20):
+    """Creates a chain of one chainlet and gives it `settings` (a dict of
+    AutoscalingSettings fields) in `env_name`, over gRPC."""
+    from google.protobuf import json_format
+    from chainscale.v1 import control_plane_pb2 as cp
+    stub.CreateChain(cp.CreateChainRequest(chain_id=chain_id, chainlet_names=[chainlet]),
+                     metadata=metadata, timeout=timeout)
+    stub.UpdateChainletEnvironmentAutoscalingSettings(json_format.ParseDict({
+        "chain_id": chain_id, "env_name": env_name,
+        "updates": [{"chainlet_name": chainlet, "autoscaling_settings": settings}]},
+        cp.UpdateChainletEnvironmentAutoscalingSettingsRequest()),
+        metadata=metadata, timeout=timeout)
+
+
 def wait_for(predicate, timeout=60.0, interval=0.02):
     """Polls predicate until it holds (True) or timeout passes (False)."""
     deadline = time.monotonic() + timeout

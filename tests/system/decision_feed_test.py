@@ -28,10 +28,9 @@ import urllib.error
 import urllib.request
 
 import grpc
-from google.protobuf import json_format
 
 sys.path.insert(0, os.path.dirname(__file__))
-from chainscale_process import Agent, ControlPlane, wait_for  # noqa: E402
+from chainscale_process import Agent, ControlPlane, create_chain, wait_for  # noqa: E402
 from chainscale.v1 import control_plane_pb2 as cp  # noqa: E402
 from chainscale.v1 import control_plane_pb2_grpc as cp_grpc  # noqa: E402
 
@@ -88,19 +87,10 @@ class DecisionFeedTest(unittest.TestCase):
         cls.loadgen = None
         try:
             with grpc.insecure_channel(cls.cp.address) as channel:
-                stub = cp_grpc.ControlPlaneStub(channel)
-                stub.CreateChain(cp.CreateChainRequest(chain_id="demo",
-                                                       chainlet_names=["HelloWorld"]),
-                                 metadata=AUTH, timeout=TIMEOUT)
-                stub.UpdateChainletEnvironmentAutoscalingSettings(
-                    json_format.ParseDict({
-                        "chain_id": "demo", "env_name": "production",
-                        "updates": [{"chainlet_name": "HelloWorld", "autoscaling_settings": {
-                            "min_replica": 1, "max_replica": 10, "concurrency_target": 10,
-                            "target_utilization_percentage": 70, "autoscaling_window": 10,
-                            "scale_down_delay": 600}}]},
-                        cp.UpdateChainletEnvironmentAutoscalingSettingsRequest()),
-                    metadata=AUTH, timeout=TIMEOUT)
+                create_chain(cp_grpc.ControlPlaneStub(channel), AUTH, "demo", "HelloWorld", {
+                    "min_replica": 1, "max_replica": 10, "concurrency_target": 10,
+                    "target_utilization_percentage": 70, "autoscaling_window": 10,
+                    "scale_down_delay": 600}, timeout=TIMEOUT)
             cls.agent = Agent(os.environ["CHAINSCALE_AGENT"], cls.cp.address, API_KEY, TOKEN,
                               ["--agent_id=feed-agent", "--decision_interval=100ms",
                                "--report_staleness=2s", "--selector=demo/production"])
