@@ -36,7 +36,7 @@ ABSL_FLAG(std::string, selector, "",
           "chain environments served: comma-separated chain or chain/environment; empty "
           "serves all");
 ABSL_FLAG(absl::Duration, decision_interval, absl::Seconds(1), "time between decisions");
-ABSL_FLAG(std::string, advertise_address, "",
+ABSL_FLAG(std::string, advertise, "",
           "host:port where other agents and reporters reach this agent; empty: the --listen "
           "host (or this host's name when listening on every address) with the bound port");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(10),
@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   options.selector = *selector;
   options.decision_interval = absl::GetFlag(FLAGS_decision_interval);
   options.report_staleness = absl::GetFlag(FLAGS_report_staleness);
-  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise);
   options.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   options.metrics_max_chainlets = absl::GetFlag(FLAGS_metrics_max_chainlets);
   absl::StatusOr<chainscale::ApiKeys> keys = chainscale::ApiKeys::Load(
