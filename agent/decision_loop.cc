@@ -409,12 +409,7 @@ absl::StatusOr<std::vector<v1::ScalingDecision>> DecisionLoop::Report(
 absl::StatusOr<std::vector<absl::Status>> DecisionLoop::ReportEach(
     const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  if (reports.size() > options_.max_reports_per_batch) {
-    return InvalidArgumentWithViolations(
-        {{"reports", absl::StrCat("at most ", options_.max_reports_per_batch,
-                                  " reports per message, got ", reports.size(),
-                                  "; none of them was taken")}});
-  }
+  if (absl::Status s = CheckStreamBatch(reports.size()); !s.ok()) return s;
   std::vector<absl::Status> statuses(reports.size());
   const absl::Time now = clock_.Now();
   std::string key;
@@ -452,6 +447,14 @@ absl::StatusOr<std::vector<absl::Status>> DecisionLoop::ReportEach(
   if (held != nullptr) held->Unlock();
   ColdStarted(cold);
   return statuses;
+}
+
+absl::Status DecisionLoop::CheckStreamBatch(int size) const {
+  if (size <= options_.max_reports_per_batch) return absl::OkStatus();
+  return InvalidArgumentWithViolations(
+      {{"reports", absl::StrCat("at most ", options_.max_reports_per_batch,
+                                " reports per message, got ", size,
+                                "; none of them was taken")}});
 }
 
 absl::Status DecisionLoop::NotOwned(const v1::LoadReport& r) {

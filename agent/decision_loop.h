@@ -122,6 +122,9 @@ class DecisionLoop {
   // max_reports_per_batch reports.
   absl::StatusOr<std::vector<absl::Status>> ReportEach(
       const google::protobuf::RepeatedPtrField<v1::LoadReport>& reports);
+  // What ReportEach answers for a batch of `size` reports before looking at any: OK, or
+  // INVALID_ARGUMENT when there are more than max_reports_per_batch.
+  absl::Status CheckStreamBatch(int size) const;
 
   // Decides every chainlet at the clock's now and tells watchers. Returns what changed
   // since the previous tick, for the control plane: the batches of the cold-start path,

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "agent/agent_service.h"
 #include "agent/server.h"
 #include "common/keepalive.h"
 #include "control_plane/server.h"
@@ -621,6 +622,106 @@ TEST_F(ForwarderTest, ACallLargerThanAPeersWholeBoundIsInvalid) {
   EXPECT_THAT(result.status.message(), HasSubstr("11 reports"));
   EXPECT_TRUE(forwarder.ForwardAndWait(owner.address(), {}).status.ok());
   EXPECT_EQ(owner.requests().size(), 0u);
+}
+
+// StreamLoad on an agent that owns c/production but not d/production: batch 1 (d) is
+// forwarded to a silent owner, batch 2 (c) and batch 3 (both, and an unknown chainlet)
+// follow. Answers keep request order: 2 and 3 wait behind 1, which the forwarder fails
+// once the owner stays silent past its answer timeout.
+TEST_F(ForwarderTest, StreamLoadAnswersKeepTheirOrderWhenPartsGoToTheOwner) {
+  FakeOwner owner;
+  owner.set_silent(true);
+  DecisionLoopOptions loop_options;
+  loop_options.agent_id = "here";
+  DecisionLoop loop(loop_options, clock_);
+  AppliedUpdate snapshot;
+  snapshot.snapshot = true;
+  snapshot.revision = 1;
+  for (const char* chain : {"c", "d"}) {
+    SyncedChainlet chainlet;
+    chainlet.key.set_chain_id(chain);
+    chainlet.key.set_env_name("production");
+    chainlet.key.set_chainlet_name("A");
+    chainlet.settings.max_replica = 10;
+    chainlet.revision = 1;
+    snapshot.upserts.push_back(chainlet);
+  }
+  loop.Apply(snapshot);
+  loop.SetOwned({{"c", "production", 1, {}}}, /*reset=*/true);
+  ReportForwarder forwarder(Options());
+  Metrics metrics;
+  AgentService service(ApiKeys(), &loop, &metrics);  // no keys: every caller
+  service.SetRouting({[&](const std::string& chain, const std::string&) {
+                        return chain == "d" ? owner.address() : std::string();
+                      },
+                      &forwarder});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  auto stub = v1::Agent::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                                     grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  auto stream = stub->StreamLoad(&context);
+  auto send = [&](int64_t sequence, std::vector<v1::LoadReport> reports) {
+    v1::StreamLoadRequest request;
+    request.set_sequence(sequence);
+    for (v1::LoadReport& r : reports) *request.add_reports() = std::move(r);
+    ASSERT_TRUE(stream->Write(request));
+  };
+  auto for_chain = [](const std::string& chain, const std::string& chainlet, double in_flight) {
+    v1::LoadReport r = Report(1, chainlet, in_flight);
+    r.set_chain_id(chain);
+    return r;
+  };
+  auto in_flight_of_c = [&] {
+    for (const ChainletLoad& l : loop.Loads(10)) {
+      if (l.chain_id == "c") return l.in_flight_requests;
+    }
+    return -1.0;
+  };
+  send(1, {for_chain("d", "A", 5)});
+  ASSERT_TRUE(WaitFor([&] { return owner.requests().size() == 1; }));
+  send(2, {for_chain("c", "A", 7)});
+  ASSERT_TRUE(WaitFor([&] { return in_flight_of_c() == 7; }));
+  send(3, {for_chain("c", "A", 9), for_chain("d", "A", 6), for_chain("c", "Nope", 1)});
+  ASSERT_TRUE(WaitFor([&] { return in_flight_of_c() == 9 && owner.requests().size() == 2; }));
+  // The owner never answers: past the answer timeout the forwarder fails what it holds.
+  clock_.Advance(absl::Seconds(6));
+  forwarder.Sweep();
+  std::vector<v1::StreamLoadResponse> answers(3);
+  for (v1::StreamLoadResponse& answer : answers) ASSERT_TRUE(stream->Read(&answer));
+  EXPECT_EQ(answers[0].sequence(), 1);
+  EXPECT_EQ(answers[0].accepted(), 0);
+  ASSERT_EQ(answers[0].rejections_size(), 1);
+  EXPECT_EQ(answers[0].rejections(0).index(), 0);
+  EXPECT_EQ(answers[0].rejections(0).code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_THAT(answers[0].rejections(0).message(),
+              HasSubstr(absl::StrCat("the owner at ", owner.address())));
+  EXPECT_EQ(answers[1].sequence(), 2);
+  EXPECT_EQ(answers[1].accepted(), 1);
+  EXPECT_EQ(answers[1].rejections_size(), 0);
+  EXPECT_EQ(answers[2].sequence(), 3);
+  EXPECT_EQ(answers[2].accepted(), 1);
+  ASSERT_EQ(answers[2].rejections_size(), 2);  // ordered by index
+  EXPECT_EQ(answers[2].rejections(0).index(), 1);
+  EXPECT_EQ(answers[2].rejections(0).code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_EQ(answers[2].rejections(1).index(), 2);
+  EXPECT_EQ(answers[2].rejections(1).code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+
+  // A talking owner: a mixed batch is answered once both parts are in.
+  owner.set_silent(false);
+  clock_.Advance(absl::Seconds(60));  // past the backoff after the failure
+  ASSERT_TRUE(WaitFor([&] {
+    send(4, {for_chain("d", "A", 3), for_chain("c", "A", 4)});
+    v1::StreamLoadResponse answer;
+    return stream->Read(&answer) && answer.sequence() == 4 && answer.accepted() == 2;
+  }));
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  server->Shutdown(std::chrono::system_clock::now());
+  forwarder.Shutdown();
 }
 
 // The real agent's StreamLoad takes what the forwarder sends.

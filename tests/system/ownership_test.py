@@ -200,10 +200,28 @@ class OwnershipTest(unittest.TestCase):
             decided = {c: (self.stored(c).agent_id, self.stored(c).epoch) for c in CHAINS}
             self.assertEqual(decided, owners, "each environment decided by its owner")
             # A report sent to another agent reaches the owner's window: 30 more in flight
-            # from a second source make the owner decide 8 replicas.
-            chain = CHAINS[0]
+            # from a second source make the owner decide 8 replicas. ReportLoad for one
+            # chain, StreamLoad for another.
+            chain, streamed = CHAINS[0], CHAINS[1]
             other = next(a for n, a in self.agents.items() if n != owners[chain][0])
+            other_streamed = next(a for n, a in self.agents.items()
+                                  if n != owners[streamed][0])
             extra = threading.Event()
+            stream_answers = []
+
+            def stream_elsewhere():
+                def batches():
+                    sequence = 0
+                    while not extra.is_set():
+                        sequence += 1
+                        yield agent_pb2.StreamLoadRequest(sequence=sequence, reports=[
+                            agent_pb2.LoadReport(source_id="replica-9", chain_id=streamed,
+                                                 env_name="production", chainlet_name="Model",
+                                                 in_flight_requests=30)])
+                        extra.wait(INTERVAL)
+                for answer in self.stub_of(other_streamed).StreamLoad(
+                        batches(), metadata=AUTH, timeout=120):
+                    stream_answers.append(answer)
 
             def report_elsewhere():
                 while not extra.is_set():
@@ -212,21 +230,33 @@ class OwnershipTest(unittest.TestCase):
                                              env_name="production", chainlet_name="Model",
                                              in_flight_requests=30)]), metadata=AUTH, timeout=10)
                     extra.wait(INTERVAL)
-            elsewhere = threading.Thread(target=report_elsewhere, daemon=True)
-            elsewhere.start()
+            elsewhere = [threading.Thread(target=report_elsewhere, daemon=True),
+                         threading.Thread(target=stream_elsewhere, daemon=True)]
+            for t in elsewhere:
+                t.start()
             try:
-                self.assertTrue(wait_for(lambda: self.stored(chain).desired_replicas == 8,
-                                         timeout=60), "stored: %s" % self.stored(chain))
+                self.assertTrue(wait_for(lambda: self.stored(chain).desired_replicas == 8 and
+                                         self.stored(streamed).desired_replicas == 8,
+                                         timeout=60),
+                                "stored: %s" % [self.stored(chain), self.stored(streamed)])
             finally:
                 extra.set()
-                elsewhere.join(timeout=30)
-            self.assertEqual((self.stored(chain).agent_id, self.stored(chain).epoch),
-                             owners[chain], "decided by the owner")
+                for t in elsewhere:
+                    t.join(timeout=30)
+            for c in (chain, streamed):
+                self.assertEqual((self.stored(c).agent_id, self.stored(c).epoch),
+                                 owners[c], "decided by the owner")
+            # Every StreamLoad answer, in order, took its one report.
+            self.assertEqual([(a.sequence, a.accepted, len(a.rejections))
+                              for a in stream_answers],
+                             [(i + 1, 1, 0) for i in range(len(stream_answers))])
             forwarded = re.search(r'^chainscale_forwarded_reports_total\{result="accepted"\} (\d+)$',
                                   other.metrics(), re.M)
             self.assertTrue(forwarded and int(forwarded.group(1)) > 0, "counted as forwarded")
             print("\nownership: %s reports sent to a non-owner reached the owner %s, which "
-                  "decided 8" % (forwarded.group(1), owners[chain][0]))
+                  "decided 8; %d StreamLoad batches to a non-owner all taken, %s decided 8" %
+                  (forwarded.group(1), owners[chain][0], len(stream_answers),
+                   owners[streamed][0]))
             stored_before = [d for d in feed.all()]
             every_owner = self.all_owners()
             wrong = [d for d in stored_before
