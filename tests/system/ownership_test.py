@@ -14,11 +14,19 @@ One scenario, in order, each step checked before the next:
    environments under the same epochs.
 5. An agent cut off from the control plane (SIGSTOP of the control plane) holds its counts
    once its own lease TTL has passed, and says so.
+
+And a partition: one agent reaches the control plane through a TCP proxy in the test,
+which stops forwarding. The cut-off owner holds; once the control plane has given up on
+its stream and its lease has passed, another agent owns its environments under a higher
+epoch and decides them; and over the whole run the control plane never stores a decision
+of an older epoch after a newer one for any environment.
 """
 
 import os
 import re
+import select
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -74,6 +82,68 @@ class Reporter:
     def close(self):
         self.stop.set()
         self.thread.join(timeout=30)
+
+
+class Partition:
+    """A TCP proxy to `target` that can stop forwarding: while cut, nothing is read on
+    either side (bytes wait in the kernel's buffers, connections stay open), as a network
+    partition looks to both ends; new connections are accepted but carry nothing."""
+
+    def __init__(self, target):
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closed = threading.Event()
+        self.sockets = []
+        self.threads = [threading.Thread(target=self.accept, daemon=True)]
+        self.threads[0].start()
+
+    def cut(self):
+        self.flowing.clear()
+
+    def heal(self):
+        self.flowing.set()
+
+    def accept(self):
+        while not self.closed.is_set():
+            ready, _, _ = select.select([self.listener], [], [], 0.2)
+            if not ready:
+                continue
+            client, _ = self.listener.accept()
+            upstream = socket.create_connection(self.target, timeout=5)
+            self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                t = threading.Thread(target=self.pump, args=(src, dst), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def pump(self, src, dst):
+        try:
+            while not self.closed.is_set():
+                if not self.flowing.wait(0.2):
+                    continue
+                ready, _, _ = select.select([src], [], [], 0.2)
+                if not ready:
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass  # the other end went away, or close() below
+
+    def close(self):
+        self.closed.set()
+        for t in self.threads:
+            t.join(timeout=5)
+        for sock in self.sockets + [self.listener]:
+            sock.close()
 
 
 class Feed:
@@ -138,8 +208,9 @@ class OwnershipTest(unittest.TestCase):
         self.channel.close()
         self.dir.cleanup()
 
-    def start_agent(self, name):
-        agent = Agent(os.environ["CHAINSCALE_AGENT"], self.cp.address, API_KEY, TOKEN,
+    def start_agent(self, name, control_plane=None):
+        agent = Agent(os.environ["CHAINSCALE_AGENT"], control_plane or self.cp.address,
+                      API_KEY, TOKEN,
                       ["--agent_id=" + name, "--decision_interval=%gs" % INTERVAL,
                        "--lease_ttl=%gs" % LEASE_TTL, "--report_staleness=30s"])
         agent.start()
@@ -349,6 +420,88 @@ class OwnershipTest(unittest.TestCase):
         finally:
             self.cp.proc.send_signal(signal.SIGCONT)
         print("ownership: %s held its counts with the control plane stopped" % name)
+
+    def test_a_partitioned_owner_holds_and_its_old_epoch_is_never_stored_again(self):
+        partition = Partition(self.cp.address)
+        self.addCleanup(partition.close)
+        self.start_agent("agent-a")
+        self.start_agent("agent-b")
+        self.start_agent("agent-c", control_plane=partition.address)
+        names = ["agent-a", "agent-b", "agent-c"]
+        self.assertTrue(wait_for(lambda: self.balanced(names), timeout=TIMEOUT),
+                        "owners: %s" % self.all_owners())
+        feed = Feed(self.cp.address)
+        reporter = Reporter(self)
+        try:
+            self.assertTrue(wait_for(lambda: all(
+                (self.stored(c) is not None and self.stored(c).desired_replicas == 5)
+                for c in CHAINS), timeout=60), "stored: %s" % [self.stored(c) for c in CHAINS])
+            before = self.all_owners()
+            cut_off = [e for e, (a, _) in before.items() if a == "agent-c"]
+            chain = next((c for c, e in cut_off if e == "production"), None)
+            self.assertIsNotNone(chain, "agent-c owns no production environment: %s" % before)
+            old_epoch = before[(chain, "production")][1]
+            c_stub = self.stub_of(self.agents["agent-c"])
+
+            partition.cut()
+            cut_at = time.monotonic()
+
+            def c_holds():
+                d = c_stub.GetScalingDecision(agent_pb2.GetScalingDecisionRequest(
+                    chain_id=chain, env_name="production", chainlet_name="Model"),
+                    metadata=AUTH, timeout=5)
+                return d.lease_expired
+            self.assertTrue(wait_for(c_holds, timeout=LEASE_TTL + SLACK + 5),
+                            "the cut-off owner did not hold")
+            held_after = time.monotonic() - cut_at
+
+            # The control plane gives up on the stream (keepalive: 10 s + 5 s), waits the
+            # lease, and moves the work.
+            def taken_over():
+                d = self.stored(chain)
+                return d is not None and d.agent_id != "agent-c" and d.epoch > old_epoch
+            self.assertTrue(wait_for(taken_over, timeout=60, interval=0.2), "never taken over")
+            moved_after = time.monotonic() - cut_at
+            taker = self.stored(chain)
+            self.assertGreaterEqual(taker.desired_replicas, 5, "no replica drop")
+            # The cut-off agent still holds, and says why.
+            d = c_stub.GetScalingDecision(agent_pb2.GetScalingDecisionRequest(
+                chain_id=chain, env_name="production", chainlet_name="Model"),
+                metadata=AUTH, timeout=5)
+            self.assertTrue(d.lease_expired and "no word from the control plane" in d.reason,
+                            d)
+
+            # Healed: agent-c comes back; whatever it sends of its old epoch is fenced.
+            partition.heal()
+            self.assertTrue(wait_for(lambda: self.balanced(names), timeout=60),
+                            "owners after the heal: %s" % self.all_owners())
+            self.assertTrue(wait_for(lambda: not c_holds(), timeout=TIMEOUT),
+                            "agent-c still holds after the heal")
+            after = self.all_owners()
+        finally:
+            reporter.close()
+            feed.close()
+
+        stored = feed.all()
+        backwards = []
+        newest = {}
+        for d in stored:
+            env = (d.chain_id, d.env_name)
+            if d.epoch < newest.get(env, 0):
+                backwards.append((env, d.epoch, newest[env]))
+            newest[env] = max(newest.get(env, 0), d.epoch)
+        refused = re.search(r"^chainscale_decisions_refused_total (\d+)$", self.cp.metrics(),
+                            re.M)
+        print("\nownership/partition: agent-c cut off owning %d environments; it held after "
+              "%.1f s, %s/production was decided by %s under epoch %d (was %d) %.1f s after the "
+              "cut; after the heal agent-c owns %d; %d decisions stored, %d of an older epoch "
+              "after a newer one; %s refused by the control plane" %
+              (len(cut_off), held_after, chain, taker.agent_id, taker.epoch, old_epoch,
+               moved_after,
+               sum(1 for a, _ in after.values() if a == "agent-c"), len(stored),
+               len(backwards), refused.group(1) if refused else "?"))
+        self.assertEqual(backwards, [], "decisions stored under an older epoch")
+        self.assertGreater(len(stored), 0)
 
 
 if __name__ == "__main__":
