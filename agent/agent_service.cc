@@ -22,6 +22,10 @@ namespace {
 // A StreamLoad client that does not read its responses stops being read from after this
 // many are waiting.
 constexpr size_t kMaxQueuedResponses = 1024;
+// A StreamLoad stream stops being read from while this many parts of its batches wait for
+// their owners: a fast reporter is slowed to what the owners take rather than refused
+// for filling the forwarder's bound (which many streams together can still reach).
+constexpr int kMaxForwardsPerStream = 16;
 // Decisions of the listing a watcher starts with, read at a time.
 constexpr int kListingPageSize = 256;
 
@@ -288,7 +292,8 @@ class LoadStream final
   }
   // Backpressure: stop reading while too many answers wait for the client.
   void ReadNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reading_ || gate_.ending() || read_side_done_ || queue_.size() >= kMaxQueuedResponses) {
+    if (reading_ || gate_.ending() || read_side_done_ || queue_.size() >= kMaxQueuedResponses ||
+        forwards_ >= kMaxForwardsPerStream) {
       return;
     }
     reading_ = true;

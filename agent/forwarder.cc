@@ -46,7 +46,6 @@ struct ReportForwarder::Chunk {
   int offset = 0;  // index of its first report in the call's vector
   int reports = 0;
   size_t bytes = 0;
-  uint64_t sequence = 0;  // given when queued on a stream
   absl::Time queued_at;
   std::unique_ptr<v1::StreamLoadRequest> request;  // until it is written
 };
@@ -87,17 +86,15 @@ class ReportForwarder::PeerStream final
   void EnqueueLocked(std::vector<Chunk> chunks, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(forwarder_->mu_) {
     for (Chunk& chunk : chunks) {
-      chunk.sequence = next_sequence_++;
-      chunk.request->set_sequence(chunk.sequence);
       chunk.queued_at = now;
       unsent_.push_back(std::move(chunk));
     }
     WriteNextLocked();
   }
 
-  // When the oldest request still unanswered was queued; InfiniteFuture for none.
+  // When the oldest chunk still unanswered was queued; InfiniteFuture for none.
   absl::Time OldestQueuedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(forwarder_->mu_) {
-    if (!awaiting_.empty()) return awaiting_.front().queued_at;
+    if (!awaiting_.empty()) return awaiting_.front().chunks.front().queued_at;
     if (!unsent_.empty()) return unsent_.front().queued_at;
     return absl::InfiniteFuture();
   }
@@ -148,9 +145,9 @@ class ReportForwarder::PeerStream final
         return;
       }
       answered_ = true;
-      Chunk chunk = std::move(awaiting_.front());
+      Written written = std::move(awaiting_.front());
       awaiting_.pop_front();
-      forwarder_->AnswerLocked(*peer_, chunk, response_, ready);
+      AnswerChunksLocked(written, ready);
       StartRead(&response_);
     }
     Answer(ready);
@@ -174,10 +171,14 @@ class ReportForwarder::PeerStream final
             absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
             status.error_message().empty() ? "" : ": ", status.error_message()));
       }
-      for (std::deque<Chunk>* queue : {&awaiting_, &unsent_}) {
-        for (Chunk& chunk : *queue) forwarder->FailLocked(*peer_, chunk, why, end_counter_, ready);
-        queue->clear();
+      for (Written& written : awaiting_) {
+        for (Chunk& chunk : written.chunks) {
+          forwarder->FailLocked(*peer_, chunk, why, end_counter_, ready);
+        }
       }
+      awaiting_.clear();
+      for (Chunk& chunk : unsent_) forwarder->FailLocked(*peer_, chunk, why, end_counter_, ready);
+      unsent_.clear();
       // The peer (and its channel) may be freed from here on, never on this thread: a
       // channel destroyed in a reaction can take gRPC's callback threads down with it.
       --peer_->streams;
@@ -194,14 +195,71 @@ class ReportForwarder::PeerStream final
   }
 
  private:
+  // One request written: the chunks it carries, in order, until it is answered.
+  struct Written {
+    uint64_t sequence = 0;
+    std::vector<Chunk> chunks;
+  };
+
+  // Writes the oldest unsent chunk, with the chunks queued behind it while the previous
+  // write was in flight as far as one request takes them (reports and bytes): many
+  // callers' small batches share a request, so one stream keeps up with many reporters.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(forwarder_->mu_) {
     if (closed_ || writing_ != nullptr || unsent_.empty()) return;
-    Chunk& chunk = awaiting_.emplace_back(std::move(unsent_.front()));
-    unsent_.pop_front();
+    const int max_reports = std::max(1, forwarder_->options_.max_reports_per_request);
+    const size_t budget = forwarder_->channel_options_.max_message_bytes - kEnvelopeBytes;
+    Written& written = awaiting_.emplace_back();
+    written.sequence = next_sequence_++;
     // The request is kept apart: its answer may be read before its write completes.
-    writing_ = std::move(chunk.request);
+    writing_ = std::move(unsent_.front().request);
+    int reports = unsent_.front().reports;
+    size_t bytes = unsent_.front().bytes;
+    written.chunks.push_back(std::move(unsent_.front()));
+    unsent_.pop_front();
+    while (!unsent_.empty() && reports + unsent_.front().reports <= max_reports &&
+           bytes + unsent_.front().bytes <= budget) {
+      Chunk& next = unsent_.front();
+      for (v1::LoadReport& r : *next.request->mutable_reports()) {
+        *writing_->add_reports() = std::move(r);
+      }
+      next.request.reset();
+      reports += next.reports;
+      bytes += next.bytes;
+      written.chunks.push_back(std::move(next));
+      unsent_.pop_front();
+    }
+    writing_->set_sequence(written.sequence);
     ++forwarder_->stats_.requests_sent;
     StartWrite(writing_.get());
+  }
+
+  // Hands each chunk of `written` its part of the owner's answer (response_).
+  void AnswerChunksLocked(Written& written, Ready& ready)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(forwarder_->mu_) {
+    int total = 0;
+    for (const Chunk& chunk : written.chunks) total += chunk.reports;
+    if (response_.accepted() + response_.rejections_size() != total) {
+      // Refused whole (an owner with a smaller batch cap): every chunk is, the same way.
+      for (Chunk& chunk : written.chunks) {
+        forwarder_->AnswerLocked(*peer_, chunk, response_, ready);
+      }
+      return;
+    }
+    int start = 0;
+    int r = 0;  // rejections come ordered by index
+    for (Chunk& chunk : written.chunks) {
+      v1::StreamLoadResponse part;
+      for (; r < response_.rejections_size() &&
+             response_.rejections(r).index() < start + chunk.reports;
+           ++r) {
+        v1::ReportRejection* rejection = part.add_rejections();
+        *rejection = response_.rejections(r);
+        rejection->set_index(rejection->index() - start);
+      }
+      part.set_accepted(chunk.reports - part.rejections_size());
+      start += chunk.reports;
+      forwarder_->AnswerLocked(*peer_, chunk, part, ready);
+    }
   }
 
   ReportForwarder* const forwarder_;
@@ -211,7 +269,7 @@ class ReportForwarder::PeerStream final
   // Guarded by the forwarder's mu_.
   std::unique_ptr<v1::StreamLoadRequest> writing_;
   std::deque<Chunk> unsent_;
-  std::deque<Chunk> awaiting_;  // written, in order, until answered
+  std::deque<Written> awaiting_;  // in write order, until answered
   uint64_t next_sequence_ = 1;
   bool closed_ = false;
   bool answered_ = false;
