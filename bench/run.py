@@ -9,7 +9,7 @@ reference from the same run, and their ratio.
 
     bench/run.py --build build            # the full set, 3 runs (./dev bench)
     bench/run.py --build build --quick    # one short run, 10 000 chainlets (./dev bench --quick)
-    bench/run.py --only writes,ingest     # some groups: writes propagation streams scale ingest idle failover
+    bench/run.py --only writes,ingest     # some groups: writes propagation streams scale ingest forwarding idle failover
 
 Numbers from a shared machine are noisy; the ratios, taken within one run, are what to
 compare across versions.
@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 
-GROUPS = ["writes", "propagation", "streams", "scale", "ingest", "idle", "failover"]
+GROUPS = ["writes", "propagation", "streams", "scale", "ingest", "forwarding", "idle",
+          "failover"]
 
 
 def log(message):
@@ -115,10 +116,10 @@ class Bench:
         self.driver("wait-serving", target=address)
         return proc, address
 
-    def agent(self, control_plane, agent_id, wait=True):
+    def agent(self, control_plane, agent_id, wait=True, extra=()):
         proc = self.spawn([self.agent_bin, "--insecure", "--listen=127.0.0.1:0",
                            "--http_listen=127.0.0.1:0", f"--control_plane={control_plane}",
-                           f"--agent_id={agent_id}"], "agent")
+                           f"--agent_id={agent_id}"] + list(extra), "agent")
         grpc_port, http_port = self.ports(proc)
         address = f"127.0.0.1:{grpc_port}"
         if wait:
@@ -427,6 +428,48 @@ class Bench:
         self.stop(agent)
         self.stop(cp)
         return rows
+
+    def forwarding(self):
+        """StreamLoad reports/s sent to an agent that owns none of the chainlets and forwards
+        every report to the owner (DESIGN §11), beside the same load sent to the owner
+        directly, 16 streams, 10 000 chainlets."""
+        seconds = 3 if self.args.quick else 10
+        cp, address = self.control_plane()
+        self.driver("fill", control_plane=address, chain_prefix="f", chains=100,
+                    chainlets_per_chain=50, clients=4)
+        owner, owner_address, _ = self.agent(address, "owner")
+        self.driver("wait-chainlet", target=owner_address, chain="f99", env="development",
+                    chainlet="c49")
+        # May serve only a chain that does not exist: it owns nothing, forwards everything.
+        relay, relay_address, _ = self.agent(address, "relay", extra=["--selector=none"])
+        load = dict(chain_prefix="f", chains=100, chainlets_per_chain=50, sources=4, batch=32,
+                    streams=16)
+        # The relay knows every owner once a short run through it is taken whole.
+        for _ in range(60):
+            if self.driver("stream-load", target=relay_address, seconds=0.5, **load)[
+                    "rejected"] == 0:
+                break
+        else:
+            raise RuntimeError("forwarding: the relay never learned the owners")
+        half = dict(load, seconds=seconds / 2)
+        forwarded, direct = [], []
+        for side in ("forwarded", "direct", "direct", "forwarded"):  # A B B A, as ingest
+            if side == "forwarded":
+                forwarded.append(self.driver("stream-load", target=relay_address,
+                                             server_pid=relay.pid, **half))
+            else:
+                direct.append(self.driver("stream-load", target=owner_address,
+                                          server_pid=owner.pid, **half))
+        rejected = sum(r["rejected"] for r in forwarded + direct)
+        if rejected:
+            log(f"forwarding: {rejected} reports rejected")
+        self.stop(relay)
+        self.stop(owner)
+        self.stop(cp)
+        return {
+            "StreamLoad reports/s through a non-owner vs to the owner, 16 streams":
+                (stream_rate(forwarded), stream_rate(direct), "/s", "higher"),
+        }
 
     def idle(self):
         """Back-to-back GetChain with no agent connected, beside etcd get and beside GetChain
