@@ -3,10 +3,11 @@
 It makes sure a Docker engine runs (starting dockerd when none does) and that the base
 images exist (pulled, or built with debootstrap and imported when no registry is
 reachable), builds the images with host networking, brings the cluster up on free
-loopback ports, changes settings through generated Python stubs and checks the agents'
-decisions follow, kills one agent and restarts the control plane and checks that nothing
-was lost and decisions continue, then tears everything down: containers, networks,
-volumes.
+loopback ports, changes settings through generated Python stubs and checks the owners'
+decisions follow, kills the agent that owns production and checks the other takes it over,
+restarts the control plane and checks that nothing was lost and decisions continue, brings
+the agent back and checks it gets its share, then tears everything down: containers,
+networks, volumes.
 """
 
 import os
@@ -181,46 +182,94 @@ class ComposeTest(unittest.TestCase):
         except grpc.RpcError:
             return None
 
-    def follows(self, agent_stub, env, chainlet, revision, max_replica):
-        """The agent decides with `revision` and stays within max_replica."""
+    def follows(self, env, chainlet, revision, max_replica):
+        """The environment's owner decides with `revision` and stays within max_replica."""
         def check():
-            d = self.decision(agent_stub, env, chainlet)
+            owner = self.owner(env).agent_id
+            if not owner:
+                return False
+            channel, agent = self.agent(owner)  # the agent ids are the service names
+            try:
+                d = self.decision(agent, env, chainlet)
+            finally:
+                channel.close()
             return (d is not None and d.settings_revision >= revision
                     and d.desired_replicas <= max_replica)
         return wait_for(check, timeout=60)
 
-    def test_settings_reach_the_agents_and_survive_a_restart(self):
+    def environment(self, env):
         channel, stub = self.control_plane()
-        # The setup container created the demo chain.
+        try:
+            return stub.GetChainEnvironment(
+                cp.GetChainEnvironmentRequest(chain_id="demo", env_name=env),
+                metadata=self.auth(), timeout=TIMEOUT)
+        finally:
+            channel.close()
+
+    def owner(self, env):
+        try:
+            return self.environment(env).owner
+        except grpc.RpcError:
+            return cp.EnvironmentOwner()
+
+    def stored(self, env, chainlet):
+        for c in self.environment(env).chainlet_settings:
+            if c.chainlet_name == chainlet and c.HasField("decision"):
+                return c.decision
+        return None
+
+    def test_settings_reach_the_pool_failover_and_restart(self):
+        channel, stub = self.control_plane()
+        # The setup container created the demo chain; the two agents share its three
+        # environments (production, development, staging).
         self.assertTrue(wait_for(lambda: self.revision() >= 4, timeout=120))
-        _, agent_1 = self.agent("agent-1")
-        _, agent_2 = self.agent("agent-2")
+        envs = ("production", "development", "staging")
+        self.assertTrue(wait_for(lambda: all(self.owner(e).agent_id for e in envs), timeout=60))
+        owners = {e: self.owner(e).agent_id for e in envs}
+        print("owners: %s" % owners, flush=True)
+        self.assertEqual(set(owners.values()), {"agent-1", "agent-2"}, "both agents serve")
 
         response = self.update(stub, "production", "HelloWorld", 2)
         self.assertEqual(response.status, ACCEPTED, response.message)
-        revision = self.revision()
-        self.assertTrue(self.follows(agent_1, "production", "HelloWorld", revision, 2))
+        self.assertTrue(self.follows("production", "HelloWorld", self.revision(), 2))
         response = self.update(stub, "staging", "HelloWorld", 3)
         self.assertEqual(response.status, ACCEPTED, response.message)
-        self.assertTrue(self.follows(agent_2, "staging", "HelloWorld", self.revision(), 3))
+        self.assertTrue(self.follows("staging", "HelloWorld", self.revision(), 3))
+
+        # The owner of production dies: the other agent takes it over after the lease
+        # (10 s) and its decisions are stored; the load generators, reporting to both
+        # agents, keep it fed.
+        victim = owners["production"]
+        survivor = "agent-2" if victim == "agent-1" else "agent-1"
+        old_epoch = self.owner("production").epoch
+        self.assertTrue(wait_for(lambda: self.stored("production", "RandInt") is not None,
+                                 timeout=60))
+        self.cluster.compose("kill", victim)
+        killed_at = time.monotonic()
+
+        def taken_over():
+            d = self.stored("production", "RandInt")
+            return d is not None and d.agent_id == survivor and d.epoch > old_epoch
+        self.assertTrue(wait_for(taken_over, timeout=90), "never taken over")
+        print("%s killed; %s decided production %.1f s later (epoch %d, was %d)" %
+              (victim, survivor, time.monotonic() - killed_at,
+               self.stored("production", "RandInt").epoch, old_epoch), flush=True)
+        self.assertEqual(self.owner("production").agent_id, survivor)
         channel.close()
 
-        self.cluster.compose("kill", "agent-2")
         before = self.revision()
         self.cluster.compose("restart", "control-plane")
         self.assertTrue(wait_for(lambda: self.cluster.healthy("control-plane", 50051),
                                  timeout=120))
         self.assertEqual(self.revision(), before, "the revision survived the restart")
         channel, stub = self.control_plane()
-        env = stub.GetChainEnvironment(
-            cp.GetChainEnvironmentRequest(chain_id="demo", env_name="production"),
-            metadata=self.auth(), timeout=TIMEOUT)
-        settings = {c.chainlet_name: c.autoscaling_settings for c in env.chainlet_settings}
+        settings = {c.chainlet_name: c.autoscaling_settings
+                    for c in self.environment("production").chainlet_settings}
         self.assertEqual(settings["HelloWorld"].max_replica, 2)
         self.assertEqual(settings["RandInt"].max_replica, 5)
 
-        # agent-1 reconnects by itself: an update is ACCEPTED again once it is back, and
-        # its decisions follow the new settings.
+        # The survivor reconnects by itself: an update is ACCEPTED again once it is back,
+        # and its decisions follow the new settings.
         accepted = []
 
         def accepted_update():
@@ -230,18 +279,19 @@ class ComposeTest(unittest.TestCase):
             return response.status == ACCEPTED
 
         self.assertTrue(wait_for(accepted_update, timeout=120, interval=1.0))
-        self.assertTrue(self.follows(agent_1, "production", "RandInt", self.revision(),
-                                     accepted[-1]))
+        self.assertTrue(self.follows("production", "RandInt", self.revision(), accepted[-1]))
 
-        # agent-2 comes back and catches up with what changed while it was down.
+        # The dead agent comes back, takes its share again and catches up with what
+        # changed while it was down.
         self.update(stub, "staging", "HelloWorld", 1)
         staging_revision = self.revision()
-        self.cluster.compose("start", "agent-2")
-        self.assertTrue(wait_for(lambda: self.cluster.healthy("agent-2", 50061), timeout=120))
-        _, agent_2 = self.agent("agent-2")
-        self.assertTrue(self.follows(agent_2, "staging", "HelloWorld", staging_revision, 1))
+        self.cluster.compose("start", victim)
+        self.assertTrue(wait_for(lambda: self.cluster.healthy(victim, 50061), timeout=120))
+        self.assertTrue(wait_for(lambda: victim in {self.owner(e).agent_id for e in envs},
+                                 timeout=60), "the returning agent got no share")
+        self.assertTrue(self.follows("staging", "HelloWorld", staging_revision, 1))
+        print("back: owners %s" % {e: self.owner(e).agent_id for e in envs}, flush=True)
         channel.close()
-
 
 if __name__ == "__main__":
     unittest.main()

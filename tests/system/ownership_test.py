@@ -20,6 +20,10 @@ which stops forwarding. The cut-off owner holds; once the control plane has give
 its stream and its lease has passed, another agent owns its environments under a higher
 epoch and decides them; and over the whole run the control plane never stores a decision
 of an older epoch after a newer one for any environment.
+
+And the load generator pointed at every agent: its sources are spread over them, the
+non-owner forwards, the owner decides from all of them; when one agent dies its batches go
+to the next, none fail.
 """
 
 import os
@@ -27,6 +31,7 @@ import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -502,6 +507,53 @@ class OwnershipTest(unittest.TestCase):
                len(backwards), refused.group(1) if refused else "?"))
         self.assertEqual(backwards, [], "decisions stored under an older epoch")
         self.assertGreater(len(stored), 0)
+
+    def test_the_load_generator_spreads_sources_over_every_agent(self):
+        a = self.start_agent("agent-a")
+        b = self.start_agent("agent-b")
+        self.assertTrue(wait_for(lambda: self.balanced(["agent-a", "agent-b"]), timeout=TIMEOUT))
+        chain = CHAINS[0]
+        owner = self.owner(chain).agent_id
+        other = b if owner == "agent-a" else a
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+        # 4 sources sharing 40 in flight at 10 per replica: 4 replicas, only if the
+        # reports of both agents reach the owner.
+        loadgen = subprocess.Popen(
+            [os.environ["CHAINSCALE_LOADGEN"], "--agent=%s,%s" % (a.address, b.address),
+             "--api_key=" + API_KEY, "--chain_id=" + chain, "--chainlets=Model", "--sources=4",
+             "--pattern=constant:40", "--report_interval=%gs" % INTERVAL, "--duration=120s"],
+            stdout=log, stderr=subprocess.STDOUT)
+
+        def stop_loadgen():
+            if loadgen.poll() is None:
+                loadgen.send_signal(signal.SIGTERM)
+                loadgen.wait(timeout=10)
+        self.addCleanup(stop_loadgen)
+
+        def output():
+            log.seek(0)
+            return log.read().decode(errors="replace")
+        self.assertTrue(wait_for(lambda: self.stored(chain) is not None and
+                                 self.stored(chain).desired_replicas == 4, timeout=60),
+                        "stored: %s\n%s" % (self.stored(chain), output()))
+        forwarded = re.search(r'^chainscale_forwarded_reports_total\{result="accepted"\} (\d+)$',
+                              other.metrics(), re.M)
+        self.assertTrue(forwarded and int(forwarded.group(1)) > 0, other.metrics())
+        # The non-owner dies: its batches go to the owner; none fails.
+        other.kill()
+        self.assertTrue(wait_for(lambda: output().count("could not take a batch") >= 3,
+                                 timeout=30), output())
+        stop_loadgen()
+        summary = re.search(r"sent (\d+) reports, (\d+) failed batches", output())
+        print("\nownership/loadgen: 4 sources over 2 agents; %s forwarded by the non-owner, "
+              "the owner decided 4; after the non-owner's SIGKILL %d batches went to the "
+              "next agent; %s" % (forwarded.group(1), output().count("could not take a batch"),
+                                  summary.group(0) if summary else output()))
+        self.assertIsNotNone(summary, output())
+        self.assertEqual(summary.group(2), "0")
+        self.assertNotIn("report failed", output())
+        self.assertEqual(self.stored(chain).desired_replicas, 4)
 
 
 if __name__ == "__main__":

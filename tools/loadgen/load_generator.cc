@@ -19,15 +19,19 @@ LoadGenerator::LoadGenerator(LoadGeneratorOptions options, std::unique_ptr<LoadP
                              std::ostream& out)
     : options_(std::move(options)),
       pattern_(std::move(pattern)),
-      out_(out),
-      stub_(v1::Agent::NewStub(grpc::CreateChannel(options_.agent, options_.credentials))) {}
+      out_(out) {
+  for (const std::string& agent : options_.agents) {
+    stubs_.push_back(v1::Agent::NewStub(grpc::CreateChannel(agent, options_.credentials)));
+  }
+}
 
-v1::ReportLoadRequest LoadGenerator::Batch(absl::Duration elapsed) const {
+std::vector<v1::ReportLoadRequest> LoadGenerator::Batches(absl::Duration elapsed) const {
   const InFlight load = pattern_->At(elapsed);
-  v1::ReportLoadRequest request;
+  std::vector<v1::ReportLoadRequest> requests(options_.agents.size());
+  size_t source = 0;
   for (const std::string& chainlet : options_.chainlets) {
     for (int i = 0; i < options_.sources; ++i) {
-      v1::LoadReport* r = request.add_reports();
+      v1::LoadReport* r = requests[source++ % requests.size()].add_reports();
       r->set_source_id(absl::StrCat(chainlet, "-replica-", i));
       r->set_chain_id(options_.chain_id);
       r->set_env_name(options_.env_name);
@@ -36,7 +40,32 @@ v1::ReportLoadRequest LoadGenerator::Batch(absl::Duration elapsed) const {
       if (options_.report_tokens) r->set_in_flight_tokens(load.tokens / options_.sources);
     }
   }
-  return request;
+  return requests;
+}
+
+grpc::Status LoadGenerator::Send(size_t first, const v1::ReportLoadRequest& request,
+                                 v1::ReportLoadResponse* response, absl::Duration elapsed) {
+  grpc::Status status;
+  for (size_t tried = 0; tried < stubs_.size(); ++tried) {
+    const size_t agent = (first + tried) % stubs_.size();
+    grpc::ClientContext context;
+    if (!options_.api_key.empty()) {
+      context.AddMetadata("authorization", absl::StrCat("Api-Key ", options_.api_key));
+    }
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    response->Clear();
+    status = stubs_[agent]->ReportLoad(&context, request, response);
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return status;
+    }
+    if (stubs_.size() > 1) {
+      out_ << Elapsed(elapsed) << "  " << options_.agents[agent]
+           << " could not take a batch: " << status.error_message() << "\n";
+      out_.flush();
+    }
+  }
+  return status;
 }
 
 void LoadGenerator::Print(absl::Duration elapsed, const v1::ReportLoadResponse& response) {
@@ -62,22 +91,22 @@ void LoadGenerator::Run(const std::atomic<bool>& stop) {
     const absl::Time due = start + elapsed;
     if (absl::Now() < due) std::this_thread::sleep_for(absl::ToChronoNanoseconds(due - absl::Now()));
     if (stop.load()) break;
-    grpc::ClientContext context;
-    if (!options_.api_key.empty()) {
-      context.AddMetadata("authorization", absl::StrCat("Api-Key ", options_.api_key));
+    const std::vector<v1::ReportLoadRequest> requests = Batches(elapsed);
+    for (size_t agent = 0; agent < requests.size(); ++agent) {
+      if (requests[agent].reports().empty()) continue;
+      v1::ReportLoadResponse response;
+      grpc::Status status = Send(agent, requests[agent], &response, elapsed);
+      if (!status.ok()) {
+        ++errors_;
+        out_ << Elapsed(elapsed) << "  report failed: " << status.error_message() << "\n";
+        out_.flush();
+        continue;
+      }
+      reports_sent_ += requests[agent].reports_size();
+      // An agent answers with the decisions of the environments it owns; forwarded
+      // reports come back without one.
+      Print(elapsed, response);
     }
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-    v1::ReportLoadResponse response;
-    const v1::ReportLoadRequest request = Batch(elapsed);
-    grpc::Status status = stub_->ReportLoad(&context, request, &response);
-    if (!status.ok()) {
-      ++errors_;
-      out_ << Elapsed(elapsed) << "  report failed: " << status.error_message() << "\n";
-      out_.flush();
-      continue;
-    }
-    reports_sent_ += request.reports_size();
-    Print(elapsed, response);
   }
 }
 

@@ -1,4 +1,4 @@
-// chainscale-loadgen: plays replicas of chainlets against an agent with a synthetic or
+// chainscale-loadgen: plays replicas of chainlets against agents with a synthetic or
 // trace-driven load (tools/loadgen/load_pattern.h), and prints the decisions it sees.
 #include <signal.h>
 
@@ -15,7 +15,9 @@
 #include "common/tls.h"
 #include "tools/loadgen/load_generator.h"
 
-ABSL_FLAG(std::string, agent, "127.0.0.1:50061", "agent address, host:port");
+ABSL_FLAG(std::vector<std::string>, agent, {"127.0.0.1:50061"},
+          "agent addresses, host:port, comma-separated: the sources are spread over them, and "
+          "a batch one cannot take goes to the next");
 ABSL_FLAG(std::string, api_key, "", "API key for the agent (or the first of CHAINSCALE_API_KEYS)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM roots to verify the agent's TLS certificate");
 ABSL_FLAG(std::string, chain_id, "", "chain of the chainlets");
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
   const sigset_t signals = chainscale::BlockTerminationSignals();
 
   chainscale::LoadGeneratorOptions options;
-  options.agent = absl::GetFlag(FLAGS_agent);
+  options.agents = absl::GetFlag(FLAGS_agent);
   options.api_key = absl::GetFlag(FLAGS_api_key);
   if (options.api_key.empty()) {
     options.api_key = std::vector<std::string>(
@@ -65,10 +67,10 @@ int main(int argc, char** argv) {
   options.duration = absl::GetFlag(FLAGS_duration);
   options.report_tokens = absl::GetFlag(FLAGS_report_tokens);
   options.print_decisions = absl::GetFlag(FLAGS_print_decisions);
-  if (options.chain_id.empty() || options.chainlets.empty() || options.sources < 1 ||
-      options.report_interval <= absl::ZeroDuration()) {
-    std::cerr << "--chain_id, --chainlets, --sources >= 1 and a positive --report_interval "
-                 "are required\n";
+  if (options.agents.empty() || options.chain_id.empty() || options.chainlets.empty() ||
+      options.sources < 1 || options.report_interval <= absl::ZeroDuration()) {
+    std::cerr << "--agent, --chain_id, --chainlets, --sources >= 1 and a positive "
+                 "--report_interval are required\n";
     return 2;
   }
   chainscale::ServiceTimeModel model;
