@@ -3,16 +3,19 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "common/mutex_mode.h"
 #include "common/process.h"
 #include "common/tls.h"
+#include "tools/loadgen/http_load.h"
 #include "tools/loadgen/load_generator.h"
 
 ABSL_FLAG(std::vector<std::string>, agent, {"127.0.0.1:50061"},
@@ -37,12 +40,25 @@ ABSL_FLAG(absl::Duration, per_generated_token, absl::Milliseconds(20),
           "trace service time: decode per generated token");
 ABSL_FLAG(bool, report_tokens, false, "also report in-flight tokens (trace patterns)");
 ABSL_FLAG(bool, print_decisions, true, "print each decision that changes");
+ABSL_FLAG(std::string, http_target, "",
+          "send the trace of --pattern=trace:FILE as real HTTP requests (POST /v1/completions) "
+          "to the replicas at host:port instead of reporting load; the host may resolve to "
+          "many addresses (requests go round robin, re-resolved every --resolve_every)");
+ABSL_FLAG(absl::Duration, resolve_every, absl::Seconds(2), "--http_target: re-resolve this often");
+ABSL_FLAG(double, time_scale, 1,
+          "--http_target: play the trace this many times faster (the replicas' --time_scale)");
+ABSL_FLAG(int, http_max_in_flight, 256, "--http_target: requests in flight at once");
+ABSL_FLAG(absl::Duration, http_timeout, absl::Seconds(120), "--http_target: per request");
+ABSL_FLAG(std::string, model_name, "chainscale-replica", "--http_target: the request's model");
+ABSL_FLAG(std::string, summary_json, "",
+          "--http_target: also write the summary as one JSON line to this file");
 
 int main(int argc, char** argv) {
   chainscale::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
-      "Plays replicas against a chainscale agent.\n"
-      "  chainscale-loadgen --chain_id demo --chainlets HelloWorld --pattern step:5,25,30s");
+      "Plays replicas against chainscale agents, or replays a trace against replicas.\n"
+      "  chainscale-loadgen --chain_id demo --chainlets HelloWorld --pattern step:5,25,30s\n"
+      "  chainscale-loadgen --http_target replica:8000 --pattern trace:FILE --time_scale 10");
   absl::ParseCommandLine(argc, argv);
   const sigset_t signals = chainscale::BlockTerminationSignals();
 
@@ -67,8 +83,10 @@ int main(int argc, char** argv) {
   options.duration = absl::GetFlag(FLAGS_duration);
   options.report_tokens = absl::GetFlag(FLAGS_report_tokens);
   options.print_decisions = absl::GetFlag(FLAGS_print_decisions);
-  if (options.agents.empty() || options.chain_id.empty() || options.chainlets.empty() ||
-      options.sources < 1 || options.report_interval <= absl::ZeroDuration()) {
+  const bool reporting = absl::GetFlag(FLAGS_http_target).empty();
+  if (reporting && (options.agents.empty() || options.chain_id.empty() ||
+                    options.chainlets.empty() || options.sources < 1 ||
+                    options.report_interval <= absl::ZeroDuration())) {
     std::cerr << "--agent, --chain_id, --chainlets, --sources >= 1 and a positive "
                  "--report_interval are required\n";
     return 2;
@@ -88,13 +106,55 @@ int main(int argc, char** argv) {
     chainscale::AwaitTerminationSignal(signals);
     stop = true;
   });
+  auto wake_signal_waiter = [&] {
+    if (!stop.load()) kill(getpid(), SIGTERM);
+    signal_waiter.join();
+  };
+  if (!reporting) {
+    const std::string target = absl::GetFlag(FLAGS_http_target);
+    const std::string spec = absl::GetFlag(FLAGS_pattern);
+    if (!absl::StartsWith(spec, "trace:")) {
+      std::cerr << "--http_target replays a trace: give --pattern=trace:FILE\n";
+      wake_signal_waiter();
+      return 2;
+    }
+    std::ifstream file(spec.substr(6));
+    absl::StatusOr<std::vector<chainscale::TraceRequest>> trace = chainscale::ParseTrace(file);
+    if (!file.is_open() || !trace.ok()) {
+      std::cerr << (file.is_open() ? std::string(trace.status().message())
+                                   : "cannot open " + spec.substr(6))
+                << "\n";
+      wake_signal_waiter();
+      return 2;
+    }
+    chainscale::HttpLoadOptions http;
+    http.target = target;
+    http.resolve_every = absl::GetFlag(FLAGS_resolve_every);
+    http.time_scale = absl::GetFlag(FLAGS_time_scale);
+    http.model = model;
+    http.model_name = absl::GetFlag(FLAGS_model_name);
+    http.duration = options.duration;
+    http.max_in_flight = absl::GetFlag(FLAGS_http_max_in_flight);
+    http.request_timeout = absl::GetFlag(FLAGS_http_timeout);
+    if (http.time_scale <= 0 || http.max_in_flight < 1) {
+      std::cerr << "--time_scale must be positive and --http_max_in_flight at least 1\n";
+      wake_signal_waiter();
+      return 2;
+    }
+    chainscale::HttpLoad load(http, *std::move(trace), std::cout);
+    const chainscale::HttpLoadSummary summary = load.Run(stop);
+    std::cout << "sent " << summary.sent << " requests, " << summary.ok << " answered; "
+              << summary.Json() << "\n";
+    if (const std::string path = absl::GetFlag(FLAGS_summary_json); !path.empty()) {
+      std::ofstream(path) << summary.Json() << "\n";
+    }
+    wake_signal_waiter();
+    return 0;
+  }
   chainscale::LoadGenerator generator(options, *std::move(pattern), std::cout);
   generator.Run(stop);
   std::cout << "sent " << generator.reports_sent() << " reports, " << generator.errors()
             << " failed batches\n";
-  if (!stop.load()) {
-    kill(getpid(), SIGTERM);  // wake the signal waiter
-  }
-  signal_waiter.join();
+  wake_signal_waiter();
   return 0;
 }
