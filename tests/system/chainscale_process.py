@@ -15,11 +15,14 @@ import threading
 import time
 import urllib.request
 
-SERVING = re.compile(r'msg="(?:control plane|agent) serving" grpc=(\d+) http=(\d+)')
+SERVING = re.compile(
+    r'msg="(?:control plane|agent) serving" grpc=(?P<grpc>\d+) http=(?P<http>\d+)')
 
 
 class ControlPlane:
     """A chainscale-control-plane process over a data directory."""
+
+    serving = SERVING  # the log line that gives the bound ports
 
     def __init__(self, binary, data_dir, api_key, extra_args=(), agent_token=""):
         self.binary = binary
@@ -61,10 +64,11 @@ class ControlPlane:
             for line in lines:
                 text = line.decode(errors="replace")
                 self.log.append(text)
-                match = SERVING.search(text)
+                match = self.serving.search(text)
                 if match:
-                    self.grpc_port = int(match.group(1))
-                    self.http_port = int(match.group(2))
+                    ports = match.groupdict()
+                    self.grpc_port = int(ports["grpc"]) if ports.get("grpc") else None
+                    self.http_port = int(ports["http"])
                     # Keep draining stderr: a full pipe would block the process's logging.
                     threading.Thread(target=self._drain, args=(buffered,), daemon=True).start()
                     return self
@@ -227,3 +231,26 @@ class Agent(ControlPlane):
             [self.binary, "--listen=127.0.0.1:%d" % grpc_port, "--http_listen=127.0.0.1:0"] +
             self.extra_args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
         return self._await_serving(timeout)
+
+
+class Actuator(ControlPlane):
+    """A chainscale-actuator process; it has an HTTP port and no gRPC port."""
+
+    serving = re.compile(r'msg="actuator serving" http=(?P<http>\d+)')
+
+    def __init__(self, binary, control_plane_address, api_key, extra_args=()):
+        super().__init__(binary, "", api_key, extra_args=[
+            "--control_plane=" + control_plane_address] + list(extra_args))
+
+    def start(self, timeout=30.0, grpc_port=0):
+        env = dict(os.environ, CHAINSCALE_API_KEYS=self.api_key)
+        self.log = []
+        self.proc = subprocess.Popen(
+            [self.binary, "--http_listen=127.0.0.1:0"] + self.extra_args,
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+        return self._await_serving(timeout)
+
+    def healthz(self):
+        url = "http://127.0.0.1:%d/healthz" % self.http_port
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
