@@ -195,10 +195,17 @@ absl::StatusOr<std::vector<Replica>> DockerBackend::List() {
         oldest_own_serial = serial;
       }
     } else if (state == "exited" || state == "dead" || state == "created") {
-      // A replica that ended (or never started): nothing will bring it back.
-      if (absl::Status s = Remove(id, /*force=*/false); !s.ok()) return s;
-      LogInfo("removed a replica container that had stopped",
-              {{"chainlet", options_.target}, {"container", description}, {"state", state}});
+      // A replica that ended (or never started): nothing will bring it back. Clean-up
+      // only: a failure (a removal already under way) is tried again on the next List.
+      if (absl::Status s = Remove(id, /*force=*/false); !s.ok()) {
+        LogWarning("cannot remove a replica container that had stopped",
+                   {{"chainlet", options_.target},
+                    {"container", description},
+                    {"error", std::string(s.message())}});
+      } else {
+        LogInfo("removed a replica container that had stopped",
+                {{"chainlet", options_.target}, {"container", description}, {"state", state}});
+      }
     }
   }
   template_id_ = !oldest_foreign.empty() ? oldest_foreign : oldest_own;
