@@ -1,6 +1,7 @@
 #include "tools/actuator/actuator.h"
 
 #include <map>
+#include <random>
 #include <set>
 #include <utility>
 
@@ -79,8 +80,10 @@ absl::Status Actuator::StartAll() {
     auto target = std::make_unique<Target>();
     target->spec = spec;
     target->backend = *std::move(backend);
-    target->reconciler = std::make_unique<Reconciler>(spec.name(), target->backend.get(),
-                                                      options_.reconcile);
+    ReconcilerOptions reconcile = options_.reconcile;
+    reconcile.seed = std::random_device{}();  // targets retry at their own moments
+    target->reconciler =
+        std::make_unique<Reconciler>(spec.name(), target->backend.get(), reconcile);
     targets_.push_back(std::move(target));
   }
 
