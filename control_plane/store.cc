@@ -720,6 +720,30 @@ absl::StatusOr<std::vector<std::optional<v1::ChainletState>>> Store::GetChainlet
   return out;
 }
 
+absl::StatusOr<std::optional<v1::ChainletState>> Store::GetChainlet(
+    absl::string_view chain_id, absl::string_view env_name,
+    absl::string_view chainlet_name) const {
+  std::shared_ptr<Db> db = this->db();
+  ScopedSnapshot snapshot(db->db.get());
+  const rocksdb::ReadOptions read = snapshot.Read();
+  const std::string key = EncodeChainletKey(chain_id, env_name, chainlet_name);
+  std::string value;
+  rocksdb::Status s = db->db->Get(read, db->handle(ColumnFamily::kSettings), key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, "get chainlet");
+  absl::StatusOr<v1::ChainletState> state = Parse<v1::ChainletState>(value, "chainlet settings");
+  if (!state.ok()) return state.status();
+  s = db->db->Get(read, db->handle(ColumnFamily::kDecisions), key, &value);
+  if (s.ok()) {
+    if (!state->mutable_decision()->ParseFromString(value)) {
+      return absl::DataLossError("stored decision does not parse");
+    }
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "get decision");
+  }
+  return state;
+}
+
 absl::StatusOr<std::vector<v1::ChainletState>> Store::ListChainlets(
     absl::string_view chain_id, absl::string_view env_name) const {
   std::shared_ptr<Db> db = this->db();

@@ -143,6 +143,11 @@ class Store {
   absl::StatusOr<std::vector<std::optional<v1::ChainletState>>> GetChainlets(
       absl::string_view chain_id, absl::string_view env_name,
       const std::vector<std::string>& chainlet_names) const;
+  // One chainlet's stored settings with its latest decision (unset when none is stored),
+  // both read at one point in time; nothing when the chainlet does not exist.
+  absl::StatusOr<std::optional<v1::ChainletState>> GetChainlet(
+      absl::string_view chain_id, absl::string_view env_name,
+      absl::string_view chainlet_name) const;
   // The chainlets of one environment (or of every environment of the chain when
   // `env_name` is empty), with their latest decisions, in key order.
   absl::StatusOr<std::vector<v1::ChainletState>> ListChainlets(absl::string_view chain_id,

@@ -179,6 +179,37 @@ TEST_F(StoreTest, DecisionsAreKeptPerChainletAndRemovedWithIt) {
   EXPECT_EQ(store_->GetChain("chain-a").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(StoreTest, GetChainletReadsSettingsWithTheDecision) {
+  ASSERT_TRUE(Commit(CreateChain("chain-a", 1)).ok());
+  absl::StatusOr<std::optional<v1::ChainletState>> undecided =
+      store_->GetChainlet("chain-a", "production", "HelloWorld");
+  ASSERT_TRUE(undecided.ok()) << undecided.status();
+  ASSERT_TRUE(undecided->has_value());
+  EXPECT_EQ((*undecided)->settings().max_replica(), 1);
+  EXPECT_EQ((*undecided)->revision(), 1);
+  EXPECT_FALSE((*undecided)->has_decision());
+
+  v1::ScalingDecision decision;
+  decision.set_chain_id("chain-a");
+  decision.set_env_name("production");
+  decision.set_chainlet_name("HelloWorld");
+  decision.set_desired_replicas(3);
+  ASSERT_TRUE(PutDecision(decision).ok());
+  absl::StatusOr<std::optional<v1::ChainletState>> decided =
+      store_->GetChainlet("chain-a", "production", "HelloWorld");
+  ASSERT_TRUE(decided.ok() && decided->has_value());
+  EXPECT_EQ((*decided)->decision().desired_replicas(), 3);
+  EXPECT_EQ((*decided)->key().chainlet_name(), "HelloWorld");
+
+  for (const auto& [env, name] : {std::pair<std::string, std::string>{"production", "Other"},
+                                  {"staging", "HelloWorld"}, {"production", "HelloWorl"}}) {
+    absl::StatusOr<std::optional<v1::ChainletState>> missing =
+        store_->GetChainlet("chain-a", env, name);
+    ASSERT_TRUE(missing.ok()) << missing.status();
+    EXPECT_FALSE(missing->has_value()) << env << "/" << name;
+  }
+}
+
 TEST_F(StoreTest, ListingIsScopedAndOrdered) {
   StoreMutation m = CreateChain("chain-a", 1);
   *m.change.add_upserts() = State(Key("chain-a", "development", "HelloWorld"), 1, 1);
