@@ -64,6 +64,7 @@ void RegisterConsole(HttpServer& http, Console& console, RestGateway& rest) {
 }
 
 constexpr char kServiceName[] = "chainscale.v1.ControlPlane";
+constexpr char kScalerServiceName[] = "externalscaler.ExternalScaler";
 
 }  // namespace
 
@@ -174,6 +175,8 @@ absl::Status ControlPlaneServer::StartServing() {
       ControlPlaneServiceOptions{options_.api_keys, options_.agent_tokens, options_.insecure,
                                  options_.max_feed_pending},
       &metrics_);
+  // KEDA's external scaler takes the management keys (in its trigger metadata).
+  scaler_service_ = std::make_unique<ExternalScalerService>(options_.api_keys, &metrics_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   ApplyServerKeepalive(builder);
@@ -181,6 +184,7 @@ absl::Status ControlPlaneServer::StartServing() {
   builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
+  builder.RegisterService(scaler_service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options_.listen));
@@ -266,6 +270,8 @@ absl::Status ControlPlaneServer::OpenStore() {
   management_ = std::make_unique<Management>(registry_.get(), hub_.get(), coordinator_.get(),
                                              options_.ack_timeout);
   service_->SetBackends(management_.get(), hub_.get(), feed_.get());
+  keda_ = std::make_unique<KedaScaler>(store_.get());
+  scaler_service_->SetBackends(keda_.get(), feed_.get());
   if (rest_ != nullptr) rest_->SetManagement(management_.get());
   if (console_ != nullptr) {
     console_->SetChainletLookup([store = store_.get()](absl::string_view chain_id,
@@ -289,6 +295,7 @@ void ControlPlaneServer::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   health->SetServingStatus(serving);
   health->SetServingStatus(kServiceName, serving);
+  health->SetServingStatus(kScalerServiceName, serving);
 }
 
 void ControlPlaneServer::Shutdown(absl::Duration grace) {
@@ -297,12 +304,15 @@ void ControlPlaneServer::Shutdown(absl::Duration grace) {
   if (server_ != nullptr) {
     SetServing(false);
     service_->FinishStreams();
+    scaler_service_->FinishStreams();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   }
   if (http_ != nullptr) http_->Stop();
   if (rest_ != nullptr) rest_->SetManagement(nullptr);
   if (console_ != nullptr) console_->SetChainletLookup(nullptr);
   if (service_ != nullptr) service_->SetBackends(nullptr, nullptr, nullptr);
+  if (scaler_service_ != nullptr) scaler_service_->SetBackends(nullptr, nullptr);
+  keda_.reset();
   management_.reset();
   registry_.reset();
   // The coordinator's thread writes through the committer and delivers to the hub: stop it

@@ -1,5 +1,6 @@
-// ControlPlaneServer: opens the store and serves the management API and the agents' Sync
-// streams over gRPC (with health and reflection) and /metrics over HTTP. main.cc turns flags into
+// ControlPlaneServer: opens the store and serves the management API, the agents' Sync
+// streams and KEDA's external scaler protocol over gRPC (with health and reflection) and
+// /metrics over HTTP. main.cc turns flags into
 // ControlPlaneOptions and calls Start.
 #ifndef CHAINSCALE_CONTROL_PLANE_SERVER_H_
 #define CHAINSCALE_CONTROL_PLANE_SERVER_H_
@@ -20,6 +21,8 @@
 #include "console/decision_history.h"
 #include "control_plane/control_plane_service.h"
 #include "control_plane/decision_feed.h"
+#include "control_plane/external_scaler_service.h"
+#include "control_plane/keda_scaler.h"
 #include "control_plane/management.h"
 #include "control_plane/registry.h"
 #include "control_plane/rest_gateway.h"
@@ -78,6 +81,7 @@ class ControlPlaneServer {
   const ControlPlaneOptions options_;
   Metrics metrics_;
   std::unique_ptr<ControlPlaneService> service_;
+  std::unique_ptr<ExternalScalerService> scaler_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<RestGateway> rest_;
@@ -85,6 +89,7 @@ class ControlPlaneServer {
   DecisionHistory history_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<DecisionFeed> feed_;
+  std::unique_ptr<KedaScaler> keda_;
   std::unique_ptr<Committer> committer_;
   std::unique_ptr<SyncHub> hub_;
   std::unique_ptr<Coordinator> coordinator_;

@@ -49,9 +49,12 @@ class ReflectionTest(unittest.TestCase):
         cls.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], cls.dir.name, KEY).start()
         cls.agent = Agent(os.environ["CHAINSCALE_AGENT"], cls.cp.address, KEY, "",
                           extra_args=["--agent_id=reflection-agent"]).start()
+        # Each server, its own API, and any other service it serves (the control plane
+        # also serves KEDA's external scaler protocol).
         cls.servers = {
-            "control plane": (cls.cp, "chainscale.v1.ControlPlane"),
-            "agent": (cls.agent, "chainscale.v1.Agent"),
+            "control plane": (cls.cp, "chainscale.v1.ControlPlane",
+                              ["externalscaler.ExternalScaler"]),
+            "agent": (cls.agent, "chainscale.v1.Agent", []),
         }
 
     @classmethod
@@ -61,19 +64,20 @@ class ReflectionTest(unittest.TestCase):
         cls.dir.cleanup()
 
     def test_lists_every_service_it_serves(self):
-        for name, (process, api) in self.servers.items():
+        for name, (process, api, others) in self.servers.items():
             for version, module in VERSIONS.items():
                 with self.subTest(server=name, version=version), \
                         grpc.insecure_channel(process.address) as channel:
                     (answer,) = ask(channel, version,
                                     [module.ServerReflectionRequest(list_services="*")])
                     services = sorted(s.name for s in answer.list_services_response.service)
-                    self.assertEqual(services, [api, "grpc.health.v1.Health",
-                                                "grpc.reflection.v1.ServerReflection",
-                                                "grpc.reflection.v1alpha.ServerReflection"])
+                    self.assertEqual(services, sorted([api, "grpc.health.v1.Health",
+                                                       "grpc.reflection.v1.ServerReflection",
+                                                       "grpc.reflection.v1alpha.ServerReflection"]
+                                                      + others))
 
     def test_every_listed_service_resolves_with_comments(self):
-        for name, (process, api) in self.servers.items():
+        for name, (process, api, _) in self.servers.items():
             for version, module in VERSIONS.items():
                 with self.subTest(server=name, version=version), \
                         grpc.insecure_channel(process.address) as channel:
