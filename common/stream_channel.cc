@@ -28,6 +28,7 @@ std::shared_ptr<grpc::Channel> MakeStreamChannel(const std::string& target,
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, Milliseconds(options.reconnect->initial));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Milliseconds(options.reconnect->max));
   }
+  if (options.own_connections) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(target, options.credentials, args);
 }
 

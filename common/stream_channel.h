@@ -26,6 +26,10 @@ struct StreamChannelOptions {
   // gRPC's own delays between connection attempts (initial and max; gRPC applies its own
   // multiplier and jitter). Unset keeps gRPC's defaults (1 s up to 120 s).
   std::optional<BackoffOptions> reconnect;
+  // The channel's connections are its own (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL): not
+  // shared with other channels to the same target, nor their reconnect delays, so a
+  // client that opens a new channel for each attempt gets a new connection each time.
+  bool own_connections = false;
 };
 
 // A channel to `target` with keepalive (common/keepalive.h) and the options' limits.
