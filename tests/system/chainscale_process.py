@@ -254,3 +254,21 @@ class Actuator(ControlPlane):
         url = "http://127.0.0.1:%d/healthz" % self.http_port
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read().decode()
+
+
+class Reporter(ControlPlane):
+    """A chainscale-reporter process: it has an HTTP port (/metrics, /healthz) and no gRPC
+    port; `args` are its flags."""
+
+    serving = re.compile(r'msg="reporter serving" http=(?P<http>\d+)')
+
+    def __init__(self, binary, args, api_key):
+        super().__init__(binary, "", api_key, extra_args=args)
+
+    def start(self, timeout=30.0):
+        env = dict(os.environ, CHAINSCALE_API_KEYS=self.api_key)
+        self.log = []
+        self.proc = subprocess.Popen(
+            [self.binary, "--http_listen=127.0.0.1:0"] + self.extra_args,
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+        return self._await_serving(timeout)
