@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
@@ -14,6 +15,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <future>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -22,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "common/json_print.h"
 
 namespace chainscale {
@@ -115,6 +119,85 @@ HttpResponse HttpError(int status, absl::string_view message) {
   return response;
 }
 
+namespace http_internal {
+
+// The requests of asynchronous routes waiting for their answer, by id. Each entry's reply
+// posts the response to its connection's strand and holds the connection (a Session) alive
+// while the request waits: nothing else does, since no I/O is pending meanwhile. Stop
+// closes the table after the I/O threads have ended and before the I/O context is
+// destroyed, so a reply never posts to a context that is gone and a session never
+// outlives its context.
+class HeldRequests {
+ public:
+  using Reply = std::function<void(HttpResponse)>;
+
+  // The request's id; 0 when the table is closed (the server is stopping).
+  uint64_t Hold(Reply reply) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return 0;
+    const uint64_t id = ++next_id_;
+    replies_.emplace(id, std::move(reply));
+    return id;
+  }
+
+  // False when `id` was answered already or the table is closed.
+  bool Answer(uint64_t id, HttpResponse response) ABSL_LOCKS_EXCLUDED(mu_) {
+    Reply reply;  // destroyed after the lock is released
+    absl::MutexLock lock(&mu_);
+    auto it = replies_.find(id);
+    if (it == replies_.end()) return false;
+    reply = std::move(it->second);
+    replies_.erase(it);
+    // Posting only; under the lock, so Close cannot let the context go meanwhile.
+    reply(std::move(response));
+    return true;
+  }
+
+  // Refuses every later Hold and Answer; returns the replies never given, for the caller
+  // to destroy (and with them their connections) while the I/O context still exists.
+  std::map<uint64_t, Reply> Close() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    return std::exchange(replies_, {});
+  }
+
+  int size() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(replies_.size());
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, Reply> replies_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace http_internal
+
+HttpResponder::HttpResponder(HttpResponder&& other) noexcept
+    : held_(std::move(other.held_)), id_(std::exchange(other.id_, 0)) {}
+
+HttpResponder& HttpResponder::operator=(HttpResponder&& other) noexcept {
+  if (this != &other) {
+    if (held_ != nullptr) Send(HttpError(500, "the server gave no answer to this request"));
+    held_ = std::move(other.held_);
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+HttpResponder::~HttpResponder() {
+  if (held_ != nullptr) Send(HttpError(500, "the server gave no answer to this request"));
+}
+
+bool HttpResponder::Send(HttpResponse response) {
+  if (held_ == nullptr) return false;
+  const bool sent = held_->Answer(id_, std::move(response));
+  held_.reset();
+  return sent;
+}
+
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& host_port) {
   const size_t colon = host_port.rfind(':');
   int port = 0;
@@ -170,10 +253,19 @@ class HttpServer::Impl {
   }
 
   absl::StatusOr<int> Start(const std::string& host_port);
+  void StopAccepting();
   void Stop();
   int connections() const { return connections_.load(); }
+  int held_requests() const { return held_->size(); }
   const HttpServerOptions& options() const { return options_; }
   net::thread_pool& workers() { return *workers_; }
+
+  // Holds a request until `reply` is called through the returned responder; an empty
+  // responder when the server is stopping.
+  HttpResponder Hold(http_internal::HeldRequests::Reply reply) {
+    const uint64_t id = held_->Hold(std::move(reply));
+    return id == 0 ? HttpResponder() : HttpResponder(held_, id);
+  }
 
  private:
   absl::Status MakeTlsContext();
@@ -183,12 +275,18 @@ class HttpServer::Impl {
   const HttpServerOptions options_;
   std::vector<HttpRoute> routes_;
   std::atomic<int> connections_{0};
+  const std::shared_ptr<http_internal::HeldRequests> held_ =
+      std::make_shared<http_internal::HeldRequests>();
   std::unique_ptr<ssl::context> tls_;
   std::unique_ptr<net::io_context> io_;
+  // Keeps the I/O threads running while nothing is pending: with the acceptor closed and
+  // every request held, the context has no work of its own, yet answers are still to come.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> keep_running_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<net::steady_timer> accept_retry_;
   std::unique_ptr<net::thread_pool> workers_;
   std::vector<std::thread> threads_;
+  bool accepting_ = true;  // on the acceptor's strand only
   bool started_ = false;
   bool stopped_ = false;
 };
@@ -308,6 +406,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session<St
   }
 
   void Dispatch() {
+    if (route_->async_handler) return DispatchHeld();
     if (route_->inline_handler) return Respond(route_->handler(request_), /*close=*/false);
     net::post(impl_.workers(), [self = this->shared_from_this()] {
       HttpResponse response = self->route_->handler(self->request_);
@@ -316,6 +415,23 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session<St
                   self->Respond(std::move(response), /*close=*/false);
                 });
     });
+  }
+
+  // An asynchronous route: the request is held (and this session with it) until its
+  // responder answers; meanwhile no I/O is pending and no thread is taken.
+  void DispatchHeld() {
+    HttpResponder responder =
+        impl_.Hold([self = this->shared_from_this()](HttpResponse response) {
+          net::post(self->stream_.get_executor(),
+                    [self, response = std::move(response)]() mutable {
+                      self->Respond(std::move(response), /*close=*/false);
+                    });
+        });
+    auto run = [self = this->shared_from_this(), responder = std::move(responder)]() mutable {
+      self->route_->async_handler(self->request_, std::move(responder));
+    };
+    if (route_->inline_handler) return run();
+    net::post(impl_.workers(), std::move(run));
   }
 
   // Answers without reading the body; when there is one, the connection then closes.
@@ -486,7 +602,8 @@ absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host_port) {
   }
   if (absl::Status s = MakeTlsContext(); !s.ok()) return s;
   io_ = std::make_unique<net::io_context>(options_.io_threads);
-  acceptor_ = std::make_unique<tcp::acceptor>(*io_);
+  // On a strand of its own, so StopAccepting can close it between two accepts.
+  acceptor_ = std::make_unique<tcp::acceptor>(net::make_strand(*io_));
   accept_retry_ = std::make_unique<net::steady_timer>(acceptor_->get_executor());
   beast::error_code ec;
   tcp::resolver resolver(*io_);
@@ -506,6 +623,7 @@ absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host_port) {
   }
   const int port = acceptor_->local_endpoint().port();
   workers_ = std::make_unique<net::thread_pool>(options_.worker_threads);
+  keep_running_.emplace(io_->get_executor());
   started_ = true;
   Accept();
   for (int i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { io_->run(); });
@@ -515,17 +633,29 @@ absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host_port) {
 void HttpServer::Impl::Accept() {
   acceptor_->async_accept(net::make_strand(*io_), [this](beast::error_code ec,
                                                          tcp::socket socket) {
-    if (ec == net::error::operation_aborted) return;
-    if (!ec) {
-      OnAccept(std::move(socket));
-      return Accept();
-    }
+    // A connection accepted just before StopAccepting is still served.
+    if (!ec) OnAccept(std::move(socket));
+    if (!accepting_ || ec == net::error::operation_aborted) return;
+    if (!ec) return Accept();
     // Out of descriptors, say: try again shortly instead of spinning.
     accept_retry_->expires_after(std::chrono::milliseconds(50));
     accept_retry_->async_wait([this](beast::error_code wait_error) {
-      if (!wait_error) Accept();
+      if (!wait_error && accepting_) Accept();
     });
   });
+}
+
+void HttpServer::Impl::StopAccepting() {
+  if (!started_ || stopped_) return;
+  std::promise<void> closed;
+  net::post(acceptor_->get_executor(), [this, &closed] {
+    accepting_ = false;
+    beast::error_code ignored;
+    acceptor_->close(ignored);
+    accept_retry_->cancel();
+    closed.set_value();
+  });
+  closed.get_future().wait();
 }
 
 void HttpServer::Impl::OnAccept(tcp::socket socket) {
@@ -569,9 +699,12 @@ void HttpServer::Impl::Stop() {
   io_->stop();
   for (std::thread& t : threads_) t.join();
   workers_->join();
+  // Held requests hold their connections: those close here, while their context exists.
+  held_->Close();
   // Connections still open are destroyed with the handlers that hold them.
   accept_retry_.reset();
   acceptor_.reset();
+  keep_running_.reset();
   io_.reset();
 }
 
@@ -586,8 +719,12 @@ absl::StatusOr<int> HttpServer::Start(const std::string& host_port) {
   return impl_->Start(host_port);
 }
 
+void HttpServer::StopAccepting() { impl_->StopAccepting(); }
+
 void HttpServer::Stop() { impl_->Stop(); }
 
 int HttpServer::connections() const { return impl_->connections(); }
+
+int HttpServer::held_requests() const { return impl_->held_requests(); }
 
 }  // namespace chainscale

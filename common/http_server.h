@@ -14,12 +14,16 @@
 // - connections are asynchronous and bounded (`max_connections`, 503 beyond), so slow
 //   clients hold no thread; handlers run on a worker pool, and routes marked `inline` (a
 //   health check) answer on the I/O threads even while every worker is busy;
+// - an asynchronous route's handler returns at once with the request held, and answers
+//   it later from any thread (HttpResponder): a held request costs its connection, not a
+//   thread, so how many are held is bounded by `max_connections`, not by the workers;
 // - pipelined requests are answered one by one, in order;
 // - with a certificate the port speaks only HTTPS; a plaintext request gets a 400 that
 //   says so, and the connection is closed.
 #ifndef CHAINSCALE_COMMON_HTTP_SERVER_H_
 #define CHAINSCALE_COMMON_HTTP_SERVER_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -56,7 +60,38 @@ struct HttpResponse {
   std::string body;
 };
 
+namespace http_internal {
+class HeldRequests;
+}  // namespace http_internal
+
+// Answers one request of an asynchronous route, from any thread, at any time. Only the
+// first Send counts. A responder destroyed without answering answers 500, so a request is
+// never left hanging by a handler that forgot it. Once the server has stopped (its
+// connections are closed), Send does nothing.
+class HttpResponder {
+ public:
+  HttpResponder() = default;  // answers nothing
+  HttpResponder(HttpResponder&& other) noexcept;
+  HttpResponder& operator=(HttpResponder&& other) noexcept;
+  ~HttpResponder();
+
+  // Starts writing `response` on the request's connection; false when this responder has
+  // answered already, was moved from, or its server has stopped. Never blocks.
+  bool Send(HttpResponse response);
+
+ private:
+  friend class HttpServer;
+  HttpResponder(std::shared_ptr<http_internal::HeldRequests> held, uint64_t id)
+      : held_(std::move(held)), id_(id) {}
+
+  std::shared_ptr<http_internal::HeldRequests> held_;
+  uint64_t id_ = 0;
+};
+
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// The request is valid during the call only; the handler keeps what it needs and the
+// responder, and returns without waiting.
+using HttpAsyncHandler = std::function<void(const HttpRequest&, HttpResponder)>;
 // Looks at a request before its body is read: a response refuses it (the body is then
 // never read, and the connection is closed after the answer); nothing lets it through.
 using HttpAdmission = std::function<std::optional<HttpResponse>(const HttpRequest& head)>;
@@ -69,6 +104,9 @@ struct HttpRoute {
   std::string path;     // exact path, or a prefix when `prefix` is set
   bool prefix = false;  // the longest matching prefix wins; exact paths win over prefixes
   HttpHandler handler;
+  // Instead of `handler`: the request is answered through the responder, whenever the
+  // route likes; the connection reads nothing more until then.
+  HttpAsyncHandler async_handler;
   HttpAdmission admission;  // optional
   // The handler answers at once and never blocks (reads an atomic, say): it runs on an
   // I/O thread, so it answers even while every worker is busy.
@@ -114,11 +152,19 @@ class HttpServer {
   // Returns the bound port; UNAVAILABLE when the address cannot be bound,
   // INVALID_ARGUMENT for a malformed address or unusable TLS material.
   absl::StatusOr<int> Start(const std::string& host_port);
-  // Stops accepting, closes every connection, waits for running handlers. Idempotent.
+  // Closes the listening socket: new connections are refused, those open go on (a held
+  // request is still answered, a keep-alive connection may send more). For a graceful
+  // shutdown: StopAccepting, let held requests finish, then Stop. Waits until the socket
+  // is closed; not from an inline handler. Idempotent.
+  void StopAccepting();
+  // Stops accepting, closes every connection (held requests included: their responders
+  // then answer nothing), waits for running handlers. Idempotent.
   void Stop();
 
   // Connections open now (for tests and metrics).
   int connections() const;
+  // Requests of asynchronous routes waiting for their answer now.
+  int held_requests() const;
 
  private:
   class Impl;

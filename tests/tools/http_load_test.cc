@@ -28,15 +28,19 @@ class Replica {
     HttpServerOptions options;
     options.worker_threads = 4;
     server_ = std::make_unique<HttpServer>(options);
-    server_->Route({{"POST"}, "/v1/completions", false, [this, status](const HttpRequest& r) {
-                      absl::MutexLock lock(&mu_);
-                      bodies_.push_back(r.body);
-                      HttpResponse response;
-                      response.status = status;
-                      response.content_type = "application/json";
-                      response.body = "{}";
-                      return response;
-                    }});
+    HttpRoute route;
+    route.methods = {"POST"};
+    route.path = "/v1/completions";
+    route.handler = [this, status](const HttpRequest& r) {
+      absl::MutexLock lock(&mu_);
+      bodies_.push_back(r.body);
+      HttpResponse response;
+      response.status = status;
+      response.content_type = "application/json";
+      response.body = "{}";
+      return response;
+    };
+    server_->Route(std::move(route));
     port_ = server_->Start("127.0.0.1:0").value();
   }
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
@@ -135,11 +139,15 @@ TEST(HttpLoadTest, ArrivalsBeyondTheInFlightBoundAreCountedNotSent) {
   HttpServerOptions server_options;
   server_options.worker_threads = 8;
   HttpServer server(server_options);
-  server.Route({{"POST"}, "/v1/completions", false, [&](const HttpRequest&) {
-                  absl::MutexLock lock(&mu);
-                  mu.Await(absl::Condition(&released));
-                  return HttpResponse{};
-                }});
+  HttpRoute route;
+  route.methods = {"POST"};
+  route.path = "/v1/completions";
+  route.handler = [&](const HttpRequest&) {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&released));
+    return HttpResponse{};
+  };
+  server.Route(std::move(route));
   const int port = server.Start("127.0.0.1:0").value();
   // Arrivals are handled one after another, each resolving first: the sixth resolution
   // comes after the first five were sent or refused, and releases the held two.
