@@ -254,6 +254,22 @@ class HttpServer::Impl {
 
   absl::StatusOr<int> Start(const std::string& host_port);
   void StopAccepting();
+  bool AwaitAnswered(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(answers_mu_) {
+    absl::MutexLock lock(&answers_mu_);
+    auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(answers_mu_) {
+      return unanswered_ == 0;
+    };
+    return answers_mu_.AwaitWithTimeout(absl::Condition(&answered), timeout);
+  }
+  // A request reached its handler; its answer is written (or failed) at Answered.
+  void Dispatched() ABSL_LOCKS_EXCLUDED(answers_mu_) {
+    absl::MutexLock lock(&answers_mu_);
+    ++unanswered_;
+  }
+  void Answered() ABSL_LOCKS_EXCLUDED(answers_mu_) {
+    absl::MutexLock lock(&answers_mu_);
+    --unanswered_;
+  }
   void Stop();
   int connections() const { return connections_.load(); }
   int held_requests() const { return held_->size(); }
@@ -275,6 +291,8 @@ class HttpServer::Impl {
   const HttpServerOptions options_;
   std::vector<HttpRoute> routes_;
   std::atomic<int> connections_{0};
+  absl::Mutex answers_mu_;
+  int unanswered_ ABSL_GUARDED_BY(answers_mu_) = 0;
   const std::shared_ptr<http_internal::HeldRequests> held_ =
       std::make_shared<http_internal::HeldRequests>();
   std::unique_ptr<ssl::context> tls_;
@@ -306,6 +324,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session<St
         stream_(std::move(stream)),
         buffer_(std::move(buffer)),
         client_(std::move(client)) {}
+
+  ~Session() {
+    if (dispatched_) impl_.Answered();  // closed before its answer was written
+  }
 
   void Start() {
     if constexpr (kTls) {
@@ -406,6 +428,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session<St
   }
 
   void Dispatch() {
+    dispatched_ = true;
+    impl_.Dispatched();
     if (route_->async_handler) return DispatchHeld();
     if (route_->inline_handler) return Respond(route_->handler(request_), /*close=*/false);
     net::post(impl_.workers(), [self = this->shared_from_this()] {
@@ -478,6 +502,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session<St
                       [self = this->shared_from_this(), close, linger](beast::error_code ec,
                                                                         size_t) {
                         self->response_.reset();
+                        if (std::exchange(self->dispatched_, false)) self->impl_.Answered();
                         if (ec) return self->Close();
                         if (linger) return self->Linger();
                         if (close) return self->Close();
@@ -519,6 +544,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session<St
   const HttpRoute* route_ = nullptr;
   bool keep_alive_ = true;
   bool body_pending_ = false;
+  bool dispatched_ = false;  // the request reached its handler; its answer is not written
   std::unique_ptr<char[]> scratch_;
 };
 
@@ -720,6 +746,8 @@ absl::StatusOr<int> HttpServer::Start(const std::string& host_port) {
 }
 
 void HttpServer::StopAccepting() { impl_->StopAccepting(); }
+
+bool HttpServer::AwaitAnswered(absl::Duration timeout) { return impl_->AwaitAnswered(timeout); }
 
 void HttpServer::Stop() { impl_->Stop(); }
 

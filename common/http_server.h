@@ -157,6 +157,10 @@ class HttpServer {
   // shutdown: StopAccepting, let held requests finish, then Stop. Waits until the socket
   // is closed; not from an inline handler. Idempotent.
   void StopAccepting();
+  // Waits until every request that reached its handler (held ones included) has been
+  // answered and its answer written, or its connection failed; false when `timeout`
+  // passes first. After StopAccepting, so that Stop cuts no answer off.
+  bool AwaitAnswered(absl::Duration timeout);
   // Stops accepting, closes every connection (held requests included: their responders
   // then answer nothing), waits for running handlers. Idempotent.
   void Stop();

@@ -194,5 +194,29 @@ TEST_F(DeferredTest, StopAcceptingKeepsHeldRequests) {
   server_->StopAccepting();  // idempotent
 }
 
+TEST_F(DeferredTest, AwaitAnsweredWaitsForHeldAnswersToBeWritten) {
+  StartServer();
+  RawConnection a(port_);
+  RawConnection b(port_);
+  a.Send(Request("POST", "/hold", "a"));
+  b.Send(Request("POST", "/hold", "b"));
+  ASSERT_TRUE(WaitFor([&] { return HeldCount() == 2; }));
+  server_->StopAccepting();
+  EXPECT_FALSE(server_->AwaitAnswered(absl::ZeroDuration()));
+  std::vector<HeldRequest> held;
+  {
+    absl::MutexLock lock(&mu_);
+    held.swap(held_);
+  }
+  EXPECT_TRUE(held[0].responder.Send(Text("done " + held[0].body)));
+  EXPECT_FALSE(server_->AwaitAnswered(absl::ZeroDuration())) << "one is still held";
+  EXPECT_TRUE(held[1].responder.Send(Text("done " + held[1].body)));
+  EXPECT_TRUE(server_->AwaitAnswered(absl::Seconds(10)));
+  // Both answers were written before AwaitAnswered returned: Stop does not cut them off.
+  server_->Stop();
+  EXPECT_EQ(a.Read().body, "done a");
+  EXPECT_EQ(b.Read().body, "done b");
+}
+
 }  // namespace
 }  // namespace chainscale
