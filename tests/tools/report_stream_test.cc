@@ -1,7 +1,7 @@
 // ReportStream against fake agents on loopback port 0: the latest offered report is sent
 // with the API key, a withdrawn one never; the stream moves to the next address when one
 // is unreachable, refuses as UNAVAILABLE, answers out of order or not at all; other
-// refusals keep the stream.
+// refusals keep the stream; Flush waits for the latest offer's answer, and no longer.
 #include "tools/reporter/report_stream.h"
 
 #include <grpcpp/grpcpp.h>
@@ -250,6 +250,41 @@ TEST(ReportStreamTest, StopReturnsWhileAnAnswerIsOutstanding) {
   EXPECT_FALSE(stream.stats().connected);
   EXPECT_EQ(stream.stats().reports_accepted, 0);
   stream.Stop();  // idempotent
+}
+
+// A process on its way out offers its last report (a drained replica's 0) and flushes
+// it before Stop, so the agent does not count the previous value until it goes stale.
+TEST(ReportStreamTest, FlushWaitsForTheLatestOfferToBeAnswered) {
+  FakeAgent agent(Behaviour::kAccept);
+  ReportStream stream(Options({agent.address()}));
+  EXPECT_TRUE(stream.Flush(absl::ZeroDuration())) << "nothing offered yet";
+  stream.Offer(Report(3));
+  EXPECT_FALSE(stream.Flush(absl::ZeroDuration())) << "not started: nothing sent";
+  stream.Start();
+  ASSERT_TRUE(stream.Flush(absl::Seconds(20)));
+  stream.Offer(Report(0));
+  ASSERT_TRUE(stream.Flush(absl::Seconds(20)));
+  stream.Stop();
+  const std::vector<v1::LoadReport> received = agent.received();
+  ASSERT_EQ(received.size(), 2u);
+  EXPECT_EQ(received[1].in_flight_requests(), 0);
+  // A withdrawn offer has nothing left to deliver.
+  stream.Offer(Report(9));
+  stream.Withdraw();
+  EXPECT_TRUE(stream.Flush(absl::ZeroDuration()));
+}
+
+TEST(ReportStreamTest, FlushGivesUpWhenNoAnswerComes) {
+  FakeAgent agent(Behaviour::kSilent);
+  ReportStreamOptions options = Options({agent.address()});
+  options.answer_timeout = absl::Hours(1);
+  ReportStream stream(options);
+  stream.Offer(Report(1));
+  stream.Start();
+  ASSERT_TRUE(WaitFor([&] { return agent.received().size() == 1; }));
+  EXPECT_FALSE(stream.Flush(absl::Milliseconds(50)));
+  stream.Stop();
+  EXPECT_FALSE(stream.Flush(absl::Seconds(20))) << "stopped: it returns at once";
 }
 
 TEST(ReportStreamTest, ComesBackToAnAgentThatReturns) {

@@ -42,11 +42,22 @@ void ReportStream::Stop() {
 void ReportStream::Offer(v1::LoadReport report) {
   absl::MutexLock lock(&mu_);
   pending_ = std::move(report);
+  ++offers_;
 }
 
 void ReportStream::Withdraw() {
   absl::MutexLock lock(&mu_);
+  if (pending_.has_value()) settled_ = offers_;  // pending_ is always the latest offer
   pending_.reset();
+}
+
+bool ReportStream::Flush(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return settled_ == offers_ || stopping_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  return settled_ == offers_;
 }
 
 ReportStream::Stats ReportStream::stats() const {
@@ -169,7 +180,7 @@ absl::Status ReportStream::RunStream(const std::string& address, bool* answered)
       request.set_sequence(sequence);
       *request.add_reports() = std::move(*pending_);
       pending_.reset();
-      awaiting_.push_back({sequence, absl::Now()});
+      awaiting_.push_back({sequence, absl::Now(), offers_});
       ++stats_.reports_sent;
     }
     if (!stream->Write(request)) break;  // the stream broke; the reader sees how
@@ -204,6 +215,7 @@ void ReportStream::ReadAnswers(Stream* stream, const std::string& address, bool*
           awaiting_.empty() ? std::string("none") : absl::StrCat(awaiting_.front().sequence))));
       return;
     }
+    settled_ = std::max(settled_, awaiting_.front().offer);
     awaiting_.pop_front();
     stats_.reports_accepted += response.accepted();
     stats_.reports_rejected += response.rejections_size();

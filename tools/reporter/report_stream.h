@@ -70,6 +70,12 @@ class ReportStream final : public ReportSink {
   void Offer(v1::LoadReport report) override ABSL_LOCKS_EXCLUDED(mu_);
   void Withdraw() override ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Waits until an agent has answered the latest offer (or it was withdrawn): for a
+  // process on its way out, whose last report (0 once drained) should reach the agent
+  // before Stop. False when `timeout` passes first or the stream is stopped; a report
+  // lost with a broken stream is not sent again, so only a newer offer settles it then.
+  bool Flush(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -96,6 +102,9 @@ class ReportStream final : public ReportSink {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<v1::LoadReport> pending_ ABSL_GUARDED_BY(mu_);
+  // Offers are numbered from 1; `settled_` is the latest one answered or withdrawn.
+  uint64_t offers_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t settled_ ABSL_GUARDED_BY(mu_) = 0;
   // The stream in progress, if any.
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stream_over_ ABSL_GUARDED_BY(mu_) = false;
@@ -103,6 +112,7 @@ class ReportStream final : public ReportSink {
   struct Awaiting {
     uint64_t sequence;
     absl::Time written_at;
+    uint64_t offer;  // the offer it carries
   };
   std::deque<Awaiting> awaiting_ ABSL_GUARDED_BY(mu_);  // written, not yet answered
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
