@@ -272,3 +272,21 @@ class Reporter(ControlPlane):
             [self.binary, "--http_listen=127.0.0.1:0"] + self.extra_args,
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
         return self._await_serving(timeout)
+
+
+class Replica(ControlPlane):
+    """A chainscale-replica process: HTTP only, its key (for reports to an agent) from
+    CHAINSCALE_API_KEYS."""
+
+    serving = re.compile(r'msg="replica serving" http=(?P<http>\d+)')
+
+    def __init__(self, binary, extra_args=(), api_key=""):
+        super().__init__(binary, "", api_key, extra_args=extra_args)
+
+    def start(self, timeout=30.0, grpc_port=0):
+        env = dict(os.environ, CHAINSCALE_API_KEYS=self.api_key)
+        self.log = []
+        self.proc = subprocess.Popen(
+            [self.binary, "--http_listen=127.0.0.1:0"] + self.extra_args,
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+        return self._await_serving(timeout)

@@ -59,9 +59,12 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
   const auto parsed = google::protobuf::util::JsonStringToMessage(
       google::protobuf::StringPiece(body.data(), body.size()), &document);
   if (!parsed.ok()) {
+    // protobuf's message goes on with a line that points at the error: its first line
+    // says what is wrong.
+    const std::string message = parsed.message().as_string();
     return absl::InvalidArgumentError(TruncateUtf8(
         absl::StrCat("body must be a JSON object; it is not valid JSON: ",
-                     parsed.message().as_string()),
+                     absl::string_view(message).substr(0, message.find('\n'))),
         512));
   }
   if (!document.has_struct_value()) return WrongKind("body", "a JSON object", document);
