@@ -20,9 +20,11 @@ RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCHAINSCALE_BUILD_TESTS=OFF -DCHAINSCALE_BUILD_BENCH=OFF \
  && cmake --build /build --target chainscale-control-plane chainscale-agent \
       chainscale-loadgen chainscale chainscale-health chainscale-actuator chainscale-reporter \
+      chainscale-replica \
  && strip /build/control_plane/chainscale-control-plane /build/agent/chainscale-agent \
       /build/tools/chainscale-loadgen /build/tools/chainscale /build/tools/chainscale-health \
-      /build/tools/chainscale-actuator /build/tools/chainscale-reporter
+      /build/tools/chainscale-actuator /build/tools/chainscale-reporter \
+      /build/tools/chainscale-replica
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -35,7 +37,8 @@ RUN apt-get update \
  && chown chainscale:chainscale /var/lib/chainscale
 COPY --from=build /build/control_plane/chainscale-control-plane /build/agent/chainscale-agent \
      /build/tools/chainscale-loadgen /build/tools/chainscale /build/tools/chainscale-health \
-     /build/tools/chainscale-actuator /build/tools/chainscale-reporter /usr/local/bin/
+     /build/tools/chainscale-actuator /build/tools/chainscale-reporter \
+     /build/tools/chainscale-replica /usr/local/bin/
 COPY tools/testdata/sample_trace.csv /usr/share/chainscale/sample_trace.csv
 USER chainscale
 WORKDIR /var/lib/chainscale
