@@ -143,7 +143,8 @@ absl::StatusOr<std::vector<std::string>> ResolveAll(const std::string& host_port
 }
 
 std::string CompletionRequestBody(const TraceRequest& r, const std::string& model_name) {
-  // A prompt of ContextTokens words: replicas count a prompt's tokens as its words.
+  // A prompt of ContextTokens words "tok", 4 × N - 1 bytes: chainscale-replica counts a
+  // prompt's tokens as its bytes / 4, rounded up, which gives N back.
   std::string prompt;
   prompt.reserve(static_cast<size_t>(r.context_tokens) * 4);
   for (int64_t i = 0; i < r.context_tokens; ++i) absl::StrAppend(&prompt, i == 0 ? "" : " ", "tok");
