@@ -640,6 +640,10 @@ absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host_port) {
     const tcp::endpoint endpoint = endpoints.begin()->endpoint();
     acceptor_->open(endpoint.protocol(), ec);
     if (!ec) acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec && options_.reuse_port) {
+      acceptor_->set_option(net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true),
+                            ec);
+    }
     if (!ec) acceptor_->bind(endpoint, ec);
     if (!ec) acceptor_->listen(net::socket_base::max_listen_connections, ec);
   }

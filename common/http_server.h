@@ -126,6 +126,9 @@ struct HttpServerOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_ca;
+  // SO_REUSEPORT: processes that each set it may listen on the same address, and the
+  // kernel spreads new connections over them (replicas behind one port, no balancer).
+  bool reuse_port = false;
 };
 
 // The Allow header of a path serving `methods`: those, HEAD where GET is, and OPTIONS,

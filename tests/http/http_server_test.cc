@@ -340,3 +340,50 @@ TEST(HttpCallTest, ErrorsAreStatuses) {
 
 }  // namespace
 }  // namespace chainscale
+
+namespace chainscale {
+namespace {
+
+// With reuse_port, servers share one port and every connection reaches one of them; a
+// server without it cannot bind a port already taken.
+TEST(HttpServerReusePortTest, ServersShareAPortAndConnectionsReachEach) {
+  std::vector<std::unique_ptr<HttpServer>> servers;
+  std::atomic<int> answered[2] = {0, 0};
+  int port = 0;
+  for (int i = 0; i < 2; ++i) {
+    HttpServerOptions options;
+    options.reuse_port = true;
+    servers.push_back(std::make_unique<HttpServer>(options));
+    servers.back()->Route({{"GET"}, "/who", false, [&answered, i](const HttpRequest&) {
+                             ++answered[i];
+                             HttpResponse response;
+                             response.body = std::to_string(i);
+                             return response;
+                           }});
+    absl::StatusOr<int> bound = servers.back()->Start(absl::StrCat("127.0.0.1:", port));
+    ASSERT_TRUE(bound.ok()) << bound.status();
+    if (i == 0) port = *bound;
+    EXPECT_EQ(*bound, port);
+  }
+  // The kernel picks by each connection's address hash: 200 connections reach both.
+  for (int c = 0; c < 200; ++c) {
+    HttpClientRequest request;
+    request.target = "/who";
+    absl::StatusOr<HttpClientResponse> response =
+        HttpCall(absl::StrCat("127.0.0.1:", port), request);
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->status, 200);
+  }
+  std::cout << "200 connections: " << answered[0] << " to one server, " << answered[1]
+            << " to the other\n";
+  EXPECT_EQ(answered[0] + answered[1], 200);
+  EXPECT_GT(answered[0], 0);
+  EXPECT_GT(answered[1], 0);
+
+  HttpServer plain;
+  absl::StatusOr<int> refused = plain.Start(absl::StrCat("127.0.0.1:", port));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace chainscale

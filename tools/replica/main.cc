@@ -18,6 +18,9 @@
 
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8000",
           "HTTP address for /v1/completions, /metrics and /healthz, host:port");
+ABSL_FLAG(bool, reuse_port, false,
+          "share --http_listen with other replicas started with this flag (SO_REUSEPORT): "
+          "connections are spread over them");
 ABSL_FLAG(std::string, model_name, "chainscale-replica",
           "served model name: the model of every answer and the model_name label");
 ABSL_FLAG(int32_t, max_concurrency, 8, "requests running at once");
@@ -67,6 +70,7 @@ int main(int argc, char** argv) {
 
   chainscale::ReplicaOptions options;
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.reuse_port = absl::GetFlag(FLAGS_reuse_port);
   options.model_name = absl::GetFlag(FLAGS_model_name);
   options.scheduler.max_concurrency = absl::GetFlag(FLAGS_max_concurrency);
   options.scheduler.max_queue = absl::GetFlag(FLAGS_max_queue);

@@ -106,6 +106,7 @@ absl::Status ReplicaServer::StartServing() {
       options_.scheduler.max_concurrency + options_.scheduler.max_queue + kSpareConnections;
   // Held requests take no worker: workers only parse bodies and render /metrics.
   http_options.worker_threads = 4;
+  http_options.reuse_port = options_.reuse_port;
   http_ = std::make_unique<HttpServer>(http_options);
   HttpRoute completions;
   completions.methods = {"POST"};

@@ -38,6 +38,9 @@ struct ReplicaReports {
 
 struct ReplicaOptions {
   std::string http_listen = "127.0.0.1:8000";  // host:port; port 0 picks one
+  // Share http_listen with other replicas started the same way (SO_REUSEPORT): the kernel
+  // spreads connections over them, as a load balancer in front of them would.
+  bool reuse_port = false;
   // Served model name: the `model` of every answer and the model_name label of /metrics.
   std::string model_name = "chainscale-replica";
   SchedulerOptions scheduler;
