@@ -7,7 +7,9 @@ loopback ports, changes settings through generated Python stubs and checks the o
 decisions follow, kills the agent that owns production and checks the other takes it over,
 restarts the control plane and checks that nothing was lost and decisions continue, brings
 the agent back and checks it gets its share, then tears everything down: containers,
-networks, volumes.
+networks, volumes. Before that, the closed loop: the trace's HTTP requests raise
+HelloWorld's decision, the actuator starts replica containers to match, the requests are
+served, and after the scale-down delay the containers go back to one.
 """
 
 import os
@@ -94,7 +96,8 @@ class Cluster:
         self.project = "chainscale-e2e-" + uuid.uuid4().hex[:8]
         self.env = dict(os.environ, COMPOSE_PROJECT_NAME=self.project)
         for name in ("CONTROL_PLANE_PORT", "CONTROL_PLANE_HTTP_PORT", "AGENT_1_PORT",
-                     "AGENT_1_HTTP_PORT", "AGENT_2_PORT", "AGENT_2_HTTP_PORT"):
+                     "AGENT_1_HTTP_PORT", "AGENT_2_PORT", "AGENT_2_HTTP_PORT",
+                     "ACTUATOR_HTTP_PORT"):
             self.env["CHAINSCALE_" + name] = ""  # "" publishes on a free port
         keys = open(os.path.join(ROOT, "deploy", "demo.env")).read()
         self.api_key = re.search(r"^CHAINSCALE_API_KEYS=([^,\n]+)", keys, re.M).group(1)
@@ -217,6 +220,59 @@ class ComposeTest(unittest.TestCase):
             if c.chainlet_name == chainlet and c.HasField("decision"):
                 return c.decision
         return None
+
+    def replicas(self):
+        """Running replica containers: the one Compose started and the actuator's clones."""
+        out = run("docker", "ps", "-q", "--filter",
+                  "label=com.docker.compose.project=" + self.cluster.project, "--filter",
+                  "label=com.docker.compose.service=replica", capture_output=True).stdout
+        return len(out.split())
+
+    def loadgen_done(self):
+        ids = self.cluster.compose("ps", "-q", "loadgen-production",
+                                   capture_output=True).stdout.split()
+        if not ids:
+            return False
+        state = run("docker", "inspect", "-f", "{{.State.Running}}", ids[0],
+                    capture_output=True).stdout.strip()
+        return state == "false"
+
+    def test_replicas_follow_the_decisions_up_and_down(self):
+        # The trace's requests raise HelloWorld's decision; the actuator starts replica
+        # containers to match (the reporters beside them report what the replicas hold).
+        seen = []
+
+        def risen():
+            d = self.stored("production", "HelloWorld")
+            n = self.replicas()
+            seen.append((d.desired_replicas if d else None, n))
+            return d is not None and n >= 3 and d.desired_replicas >= n
+        self.assertTrue(wait_for(risen, timeout=300, interval=2.0), "seen: %s" % seen[-20:])
+        print("replicas rose: (decision, containers) %s" % seen[-5:], flush=True)
+
+        # The trace ends (one pass): requests were served.
+        self.assertTrue(wait_for(self.loadgen_done, timeout=300, interval=2.0))
+        logs = self.cluster.compose("logs", "--no-color", "loadgen-production",
+                                    capture_output=True).stdout
+        summary = re.search(r"sent (\d+) requests, (\d+) answered; (.*)$", logs, re.M)
+        self.assertIsNotNone(summary, logs[-3000:])
+        sent, answered = int(summary.group(1)), int(summary.group(2))
+        print("load: %s" % summary.group(0), flush=True)
+        self.assertEqual(sent, 800)
+        self.assertGreaterEqual(answered, sent * 0.95, summary.group(0))
+
+        # After the scale-down delay the decision falls back to min_replica (1) and the
+        # containers follow, newest first.
+        peak = max(n for _, n in seen)
+
+        def fallen():
+            d = self.stored("production", "HelloWorld")
+            n = self.replicas()
+            seen.append((d.desired_replicas if d else None, n))
+            return d is not None and d.desired_replicas == 1 and n == 1
+        self.assertTrue(wait_for(fallen, timeout=300, interval=2.0), "seen: %s" % seen[-20:])
+        print("replicas fell back: peak %d containers, now (decision, containers) %s" %
+              (peak, seen[-1]), flush=True)
 
     def test_settings_reach_the_pool_failover_and_restart(self):
         channel, stub = self.control_plane()
