@@ -48,8 +48,13 @@ class Servers:
         self.dir = tempfile.TemporaryDirectory()
         self.cp = ControlPlane(os.environ["CHAINSCALE_CONTROL_PLANE"], self.dir.name, KEY,
                                agent_token=AGENT_TOKEN).start()
+        # No tick during a session: a tick after the update would lift HelloWorld to its
+        # new min_replica (2) before the report, and the report's cold start (0 -> 3,
+        # capped) the sessions check would then not happen; the decision would wait for
+        # the next tick.
         self.agent = Agent(os.environ["CHAINSCALE_AGENT"], self.cp.address, KEY, AGENT_TOKEN,
-                           extra_args=["--agent_id=client-agent"]).start()
+                           extra_args=["--agent_id=client-agent",
+                                       "--decision_interval=1h"]).start()
         # Serving once its first snapshot is applied: updates then answer ACCEPTED.
         with grpc.insecure_channel(self.agent.address) as channel:
             check = channel.unary_unary("/grpc.health.v1.Health/Check")
