@@ -9,14 +9,16 @@ reference from the same run, and their ratio.
 
     bench/run.py --build build            # the full set, 3 runs (./dev bench)
     bench/run.py --build build --quick    # one short run, 10 000 chainlets (./dev bench --quick)
-    bench/run.py --only writes,ingest     # some groups: writes propagation streams scale ingest forwarding idle failover
+    bench/run.py --only writes,ingest     # some groups: writes propagation streams scale ingest forwarding idle failover closed-loop
 
 Numbers from a shared machine are noisy; the ratios, taken within one run, are what to
 compare across versions.
 """
 
 import argparse
+import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -29,7 +31,7 @@ import tempfile
 import time
 
 GROUPS = ["writes", "propagation", "streams", "scale", "ingest", "forwarding", "idle",
-          "failover"]
+          "failover", "closed-loop"]
 
 
 def log(message):
@@ -46,6 +48,10 @@ class Bench:
         self.driver_bin = os.path.join(self.build, "bench/chainscale-bench-driver")
         self.bare_bin = os.path.join(self.build, "bench/bare-stream-server")
         self.etcd_bench_bin = os.path.join(self.build, "bench/etcd_bench")
+        self.replica_bin = os.path.join(self.build, "tools/chainscale-replica")
+        self.actuator_bin = os.path.join(self.build, "tools/chainscale-actuator")
+        self.loadgen_bin = os.path.join(self.build, "tools/chainscale-loadgen")
+        self.cli_bin = os.path.join(self.build, "tools/chainscale")
         self.work = tempfile.mkdtemp(prefix="run-", dir=self._data_root())
         self.procs = []
         self.counter = 0
@@ -585,6 +591,102 @@ class Bench:
                 (times[-1], allowed, "ms", "lower"),
         }
 
+    def closed_loop(self):
+        """The bundled trace (tools/testdata/sample_trace.csv: 800 requests over 3 minutes)
+        as real HTTP requests to chainscale-replica processes (4 at once each, the rest
+        queued), the fleet scaled by chainscale (agent, control-plane feed, actuator with
+        the process backend; the demo's settings: concurrency_target 4, window 30 s,
+        scale-down delay 30 s, min 1, max 20) against fixed fleets sized for the trace's
+        peak and for its mean in-flight requests, in the same run. With --quick the trace
+        plays twice as fast (service times too)."""
+        trace = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools",
+                             "testdata", "sample_trace.csv")
+        scale = 2 if self.args.quick else 1
+        per_replica = 4
+        mean, peak = trace_in_flight(trace)
+        sizes = {"peak": math.ceil(peak / per_replica), "mean": math.ceil(mean / per_replica)}
+        log(f"closed-loop: in flight mean {mean:.1f}, peak {peak}: fixed fleets of "
+            f"{sizes['peak']} (peak) and {sizes['mean']} (mean)")
+        port = free_port()
+        replica = [self.replica_bin, f"--http_listen=127.0.0.1:{port}", "--reuse_port",
+                   f"--max_concurrency={per_replica}", "--max_queue=4096", "--drain_timeout=1s",
+                   f"--time_scale={scale}"]
+
+        def replay(name):
+            out = os.path.join(self.work, f"replay-{name}.json")
+            proc = self.spawn([self.loadgen_bin, f"--http_target=127.0.0.1:{port}",
+                               f"--pattern=trace:{trace}", f"--time_scale={scale}",
+                               "--http_max_in_flight=1024", f"--summary_json={out}"],
+                              f"loadgen-{name}")
+            running = []
+            while proc.poll() is None:  # replica-seconds: running replicas, once a second
+                running.append(replicas_listening(port))
+                time.sleep(1)
+            self.procs.remove(proc)
+            with open(out) as f:
+                summary = json.load(f)
+            summary["replica_seconds"] = sum(running) * scale  # in trace time
+            summary["queued_seconds"] *= scale
+            log(f"closed-loop {name}: {summary}")
+            return summary
+
+        def wait_listening(count):
+            deadline = time.monotonic() + 60
+            while replicas_listening(port) != count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"closed-loop: {count} replicas never listened")
+                time.sleep(0.05)
+
+        results = {}
+        for name, n in sizes.items():
+            fleet = [self.spawn(replica, f"replica-{name}-{i}") for i in range(n)]
+            wait_listening(n)
+            results[name] = replay(f"fixed-{name}")
+            for p in fleet:
+                self.stop(p)
+
+        cp, address = self.control_plane()
+        cli = [self.cli_bin, f"--control_plane={address}"]
+        subprocess.run(cli + ["CreateChain", json.dumps(
+            {"chain_id": "loop", "chainlet_names": ["Model"]})], check=True,
+            capture_output=True)
+        subprocess.run(cli + ["UpdateChainletEnvironmentAutoscalingSettings", json.dumps(
+            {"chain_id": "loop", "env_name": "production", "updates": [
+                {"chainlet_name": "Model", "autoscaling_settings": {
+                    "min_replica": 1, "max_replica": 20, "concurrency_target": per_replica,
+                    "autoscaling_window": 30, "scale_down_delay": 30}}]})],
+            check=True, capture_output=True)
+        agent, agent_address, _ = self.agent(address, "loop")
+        command = " ".join(replica + [f"--agent={agent_address}", "--chain_id=loop",
+                                      "--chainlet_name=Model", "--source_id=replica-{index}"])
+        actuator = self.spawn([self.actuator_bin, f"--control_plane={address}",
+                               "--http_listen=127.0.0.1:0",
+                               f"--state_dir={self.fresh_dir('actuator')}",
+                               "--drain_period=10s",
+                               f"--target=loop/production/Model=process:{command}"],
+                              "actuator")
+        wait_listening(1)
+        results["chainscale"] = replay("chainscale")
+        self.stop(actuator)
+        # The actuator's replicas outlive it by design.
+        subprocess.run(["pkill", "-TERM", "-f", "--", f"--http_listen=127.0.0.1:{port}"],
+                       check=False)
+        self.stop(agent)
+        self.stop(cp)
+
+        ours = results["chainscale"]
+        rows = {}
+        measures = (("trace replay latency p50", "p50_ms", "ms"),
+                    ("trace replay latency p99", "p99_ms", "ms"),
+                    ("queued request-seconds", "queued_seconds", "s"),
+                    ("replica-seconds", "replica_seconds", "s"))
+        for name in ("peak", "mean"):
+            label = f"fixed fleet for the {name} ({sizes[name]})"
+            for title, key, unit in measures:
+                rows[f"{title}, chainscale vs {label}"] = (ours[key], results[name][key], unit,
+                                                           "lower")
+        return rows
+
 
 def run_for_json(argv, what, timeout):
     """Runs a load generator; its last line of output is its result as JSON."""
@@ -601,6 +703,39 @@ def stream_rate(results):
 
 def stream_cpu(results):
     return sum(r["server_cpu_s"] for r in results) / (sum(r["accepted"] for r in results) / 1e6)
+
+
+def trace_in_flight(path):
+    """Mean and peak requests in flight over the trace, under the replicas' default
+    service-time model (tools/simulator/trace.h): 50 ms + 0.2 ms per context token + 20 ms
+    per generated token."""
+    events = []
+    first = None
+    with open(path) as f:
+        next(f)
+        for line in f:
+            stamp, context, generated = line.strip().split(",")
+            t = datetime.datetime.strptime(stamp[:26], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            first = t if first is None else first
+            service = 0.05 + 0.0002 * int(context) + 0.02 * int(generated)
+            events += [(t - first, 1), (t - first + service, -1)]
+    events.sort()
+    current = peak = 0
+    area = 0.0
+    last = 0.0
+    for t, d in events:
+        area += current * (t - last)
+        last = t
+        current += d
+        peak = max(peak, current)
+    return area / last, peak
+
+
+def replicas_listening(port):
+    """Sockets listening on the loopback port (one per replica, SO_REUSEPORT)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                         text=True).stdout
+    return len([line for line in out.splitlines() if line.strip()])
 
 
 def free_port():
@@ -638,7 +773,7 @@ def fmt(value, unit):
     if unit == "B":
         return f"{value / 1024:.2f} KB"
     if unit == "ms":
-        return f"{value:.1f} s" if value >= 10000 else (f"{value:.2f} ms" if value < 10 else
+        return f"{value / 1000:.1f} s" if value >= 10000 else (f"{value:.2f} ms" if value < 10 else
                                                         f"{value:.0f} ms")
     if unit == "MB":
         return f"{value:,.0f} MB".replace(",", " ")
@@ -710,7 +845,7 @@ def main():
                 started = time.monotonic()
                 # A group that fails is reported and the others still run.
                 try:
-                    rows.update(getattr(bench, group)())
+                    rows.update(getattr(bench, group.replace("-", "_"))())
                 except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
                     failures.append(f"run {run + 1}, {group}: {e}")
                     log(f"{group} FAILED: {e}")

@@ -251,7 +251,11 @@ class ComposeTest(unittest.TestCase):
         print("replicas rose: (decision, containers) %s" % seen[-5:], flush=True)
 
         # The trace ends (one pass): requests were served.
-        self.assertTrue(wait_for(self.loadgen_done, timeout=300, interval=2.0))
+        def trace_done():
+            d = self.stored("production", "HelloWorld")
+            seen.append((d.desired_replicas if d else None, self.replicas()))
+            return self.loadgen_done()
+        self.assertTrue(wait_for(trace_done, timeout=300, interval=2.0))
         logs = self.cluster.compose("logs", "--no-color", "loadgen-production",
                                     capture_output=True).stdout
         summary = re.search(r"sent (\d+) requests, (\d+) answered; (.*)$", logs, re.M)

@@ -243,7 +243,7 @@ HttpLoadSummary HttpLoad::Run(const std::atomic<bool>& stop) {
         next_print = now + options_.print_every;
         out_ << Elapsed(now - start) << "  sent " << summary.sent << ", ok " << tally.ok()
              << ", failed " << tally.failed() << ", in flight " << in_flight.load()
-             << ", replicas " << addresses.size() << "\n";
+             << ", addresses " << addresses.size() << "\n";
         out_.flush();
       }
     }
