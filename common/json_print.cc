@@ -25,4 +25,24 @@ absl::Status PrintJson(const google::protobuf::Message& message,
   return status.ok() ? absl::OkStatus() : absl::InternalError(status.message().as_string());
 }
 
+const char* JsonKindName(const google::protobuf::Value& value) {
+  using google::protobuf::Value;
+  switch (value.kind_case()) {
+    case Value::kNullValue:
+      return "null";
+    case Value::kNumberValue:
+      return "a number";
+    case Value::kStringValue:
+      return "a string";
+    case Value::kBoolValue:
+      return "a boolean";
+    case Value::kStructValue:
+      return "an object";
+    case Value::kListValue:
+      return "an array";
+    default:
+      return "nothing";
+  }
+}
+
 }  // namespace chainscale

@@ -5,6 +5,7 @@
 #define CHAINSCALE_COMMON_JSON_PRINT_H_
 
 #include <google/protobuf/message.h>
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <string>
@@ -16,6 +17,9 @@ namespace chainscale {
 // INTERNAL when protobuf cannot print `message` (a string that is not UTF-8, say).
 absl::Status PrintJson(const google::protobuf::Message& message,
                        const google::protobuf::util::JsonPrintOptions& options, std::string* out);
+
+// What a JSON value is, for error messages: "a number", "an object", "null", ...
+const char* JsonKindName(const google::protobuf::Value& value);
 
 }  // namespace chainscale
 

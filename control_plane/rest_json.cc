@@ -23,25 +23,6 @@ using google::protobuf::ListValue;
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-const char* KindName(const Value& value) {
-  switch (value.kind_case()) {
-    case Value::kNullValue:
-      return "null";
-    case Value::kNumberValue:
-      return "a number";
-    case Value::kStringValue:
-      return "a string";
-    case Value::kBoolValue:
-      return "a boolean";
-    case Value::kStructValue:
-      return "an object";
-    case Value::kListValue:
-      return "an array";
-    default:
-      return "nothing";
-  }
-}
-
 // What one (non-repeated) value of `field` must be in JSON; null when it is acceptable.
 const char* TypeProblem(const FieldDescriptor& field, const Value& value) {
   switch (field.cpp_type()) {
@@ -86,7 +67,7 @@ void CheckValue(const FieldDescriptor& field, const Value& value, const std::str
                 std::vector<FieldViolation>* out) {
   if (value.has_null_value()) return;  // "not passed"
   if (const char* expected = TypeProblem(field, value)) {
-    out->push_back({path, absl::StrCat("must be ", expected, ", not ", KindName(value))});
+    out->push_back({path, absl::StrCat("must be ", expected, ", not ", JsonKindName(value))});
     return;
   }
   if (field.cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && value.has_struct_value()) {
@@ -109,7 +90,7 @@ void CheckObject(const Struct& object, const Descriptor& descriptor, const std::
     }
     if (value.has_null_value()) continue;
     if (!value.has_list_value()) {
-      out->push_back({path, absl::StrCat("must be a JSON array, not ", KindName(value))});
+      out->push_back({path, absl::StrCat("must be a JSON array, not ", JsonKindName(value))});
       continue;
     }
     const ListValue& list = value.list_value();
@@ -134,7 +115,7 @@ absl::Status ParseJsonBody(absl::string_view body, google::protobuf::Message* me
   }
   if (!document.has_struct_value()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the request body must be a JSON object, not ", KindName(document)));
+        absl::StrCat("the request body must be a JSON object, not ", JsonKindName(document)));
   }
   std::vector<FieldViolation> violations;
   CheckObject(document.struct_value(), *message->GetDescriptor(), "", &violations);

@@ -15,25 +15,6 @@ namespace {
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-const char* KindName(const Value& value) {
-  switch (value.kind_case()) {
-    case Value::kNullValue:
-      return "null";
-    case Value::kNumberValue:
-      return "a number";
-    case Value::kStringValue:
-      return "a string";
-    case Value::kBoolValue:
-      return "a boolean";
-    case Value::kStructValue:
-      return "an object";
-    case Value::kListValue:
-      return "an array";
-    default:
-      return "nothing";
-  }
-}
-
 // The field `name`, or null when it is absent or JSON null ("not passed").
 const Value* Field(const Struct& body, const std::string& name) {
   auto it = body.fields().find(name);
@@ -43,7 +24,7 @@ const Value* Field(const Struct& body, const std::string& name) {
 
 absl::Status WrongKind(absl::string_view field, absl::string_view expected, const Value& value) {
   return absl::InvalidArgumentError(
-      absl::StrCat(field, " must be ", expected, ", not ", KindName(value)));
+      absl::StrCat(field, " must be ", expected, ", not ", JsonKindName(value)));
 }
 
 }  // namespace
