@@ -34,6 +34,14 @@ inline std::string EnvOrEmpty(const char* name) {
   return value == nullptr ? "" : value;
 }
 
+// The key a client tool sends: `flag_value` (its --api_key), or else the first key of
+// CHAINSCALE_API_KEYS, the variable the servers read their keys from.
+inline std::string ClientApiKey(const std::string& flag_value) {
+  if (!flag_value.empty()) return flag_value;
+  const std::string keys = EnvOrEmpty("CHAINSCALE_API_KEYS");
+  return keys.substr(0, keys.find(','));
+}
+
 }  // namespace chainscale
 
 #endif  // CHAINSCALE_COMMON_PROCESS_H_

@@ -9,7 +9,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/mutex_mode.h"
 #include "common/process.h"
@@ -94,11 +93,7 @@ int main(int argc, char** argv) {
 
   chainscale::ActuatorOptions options;
   options.control_plane = absl::GetFlag(FLAGS_control_plane);
-  options.api_key = absl::GetFlag(FLAGS_api_key);
-  if (options.api_key.empty()) {
-    options.api_key = std::vector<std::string>(
-        absl::StrSplit(chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"), ','))[0];
-  }
+  options.api_key = chainscale::ClientApiKey(absl::GetFlag(FLAGS_api_key));
   options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                  absl::GetFlag(FLAGS_tls_ca)};
   options.http_listen = absl::GetFlag(FLAGS_http_listen);

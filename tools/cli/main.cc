@@ -13,7 +13,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "common/mutex_mode.h"
 #include "common/process.h"
 #include "common/tls.h"
@@ -54,7 +53,7 @@ int main(int argc, char** argv) {
   chainscale::CliOptions options;
   options.control_plane = absl::GetFlag(FLAGS_control_plane);
   options.agent = absl::GetFlag(FLAGS_agent);
-  options.api_key = absl::GetFlag(FLAGS_api_key);
+  options.api_key = chainscale::ClientApiKey(absl::GetFlag(FLAGS_api_key));
   options.timeout = absl::GetFlag(FLAGS_timeout);
   const std::string from = absl::GetFlag(FLAGS_from);
   if (from == "control-plane") {
@@ -62,10 +61,6 @@ int main(int argc, char** argv) {
   } else if (from != "agent") {
     std::cerr << "--from must be \"agent\" or \"control-plane\", not \"" << from << "\"\n";
     return 2;
-  }
-  if (options.api_key.empty()) {
-    options.api_key = std::vector<std::string>(
-        absl::StrSplit(chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"), ','))[0];
   }
   auto credentials = chainscale::MakeChannelCredentials({"", "", absl::GetFlag(FLAGS_tls_ca)});
   if (!credentials.ok()) {

@@ -11,7 +11,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
 #include "common/mutex_mode.h"
 #include "common/process.h"
 #include "common/tls.h"
@@ -64,11 +63,7 @@ int main(int argc, char** argv) {
 
   chainscale::LoadGeneratorOptions options;
   options.agents = absl::GetFlag(FLAGS_agent);
-  options.api_key = absl::GetFlag(FLAGS_api_key);
-  if (options.api_key.empty()) {
-    options.api_key = std::vector<std::string>(
-        absl::StrSplit(chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"), ','))[0];
-  }
+  options.api_key = chainscale::ClientApiKey(absl::GetFlag(FLAGS_api_key));
   auto credentials = chainscale::MakeChannelCredentials({"", "", absl::GetFlag(FLAGS_tls_ca)});
   if (!credentials.ok()) {
     std::cerr << credentials.status().message() << "\n";

@@ -9,7 +9,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/mutex_mode.h"
 #include "common/process.h"
@@ -86,11 +85,7 @@ int main(int argc, char** argv) {
     auto credentials = chainscale::MakeChannelCredentials({"", "", absl::GetFlag(FLAGS_tls_ca)});
     if (!credentials.ok()) return Fail(credentials.status());
     reports.stream.credentials = *credentials;
-    reports.stream.api_key = absl::GetFlag(FLAGS_api_key);
-    if (reports.stream.api_key.empty()) {
-      reports.stream.api_key = std::vector<std::string>(
-          absl::StrSplit(chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"), ','))[0];
-    }
+    reports.stream.api_key = chainscale::ClientApiKey(absl::GetFlag(FLAGS_api_key));
     reports.chain_id = absl::GetFlag(FLAGS_chain_id);
     reports.env_name = absl::GetFlag(FLAGS_env_name);
     reports.chainlet_name = absl::GetFlag(FLAGS_chainlet_name);

@@ -9,7 +9,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/mutex_mode.h"
 #include "common/process.h"
@@ -74,11 +73,7 @@ int main(int argc, char** argv) {
     options.source_id = host;
   }
   options.stream.agents = absl::GetFlag(FLAGS_agents);
-  options.stream.api_key = absl::GetFlag(FLAGS_api_key);
-  if (options.stream.api_key.empty()) {
-    options.stream.api_key = std::vector<std::string>(
-        absl::StrSplit(chainscale::EnvOrEmpty("CHAINSCALE_API_KEYS"), ','))[0];
-  }
+  options.stream.api_key = chainscale::ClientApiKey(absl::GetFlag(FLAGS_api_key));
   options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                  absl::GetFlag(FLAGS_tls_ca)};
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
