@@ -15,6 +15,7 @@
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/write_gate.h"
+#include "common/write_only_stream.h"
 
 namespace chainscale {
 namespace {
@@ -323,13 +324,12 @@ class LoadStream final
 // as the stream takes them; later ones are written straight from the batches the loop
 // shares among watchers. A watcher whose backlog outgrows its bound is ended with
 // RESOURCE_EXHAUSTED.
-class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>,
-                            public EndableStream {
+class DecisionWatch final : public WriteOnlyStream<v1::ScalingDecision> {
  public:
   DecisionWatch(grpc::CallbackServerContext* context, const absl::Status& auth,
                 const v1::WatchScalingDecisionsRequest& request, DecisionLoop* loop,
                 StreamSet* streams, WatchOptions options)
-      : context_(context), loop_(loop), streams_(streams), options_(options),
+      : WriteOnlyStream(context), loop_(loop), streams_(streams), options_(options),
         backlog_(request.chain_id(), request.env_name()) {
     if (!streams_->Add(this)) {
       End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent shutting down"));
@@ -365,30 +365,10 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
     WriteNextLocked();
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    if (std::optional<grpc::Status> end = gate_.Completed()) {
-      Finish(*end);
-      return;
-    }
-    if (!ok) {
-      EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to client failed"));
-      return;
-    }
-    WriteNextLocked();
-  }
-
-  void OnCancel() override { End(grpc::Status::CANCELLED); }
-
   void OnDone() override {
     if (watcher_.has_value()) loop_->RemoveWatcher(*watcher_);
     streams_->Remove(this);
     delete this;
-  }
-
-  void End(const grpc::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    EndLocked(status);
   }
 
  private:
@@ -409,7 +389,7 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
     WriteNextLocked();
   }
 
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void WriteNextLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!gate_.CanWrite()) return;
     const v1::ScalingDecision* next = backlog_.Next();
     if (next == nullptr) return;
@@ -417,18 +397,11 @@ class DecisionWatch final : public grpc::ServerWriteReactor<v1::ScalingDecision>
     StartWrite(next);
   }
 
-  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    EndStream(context_, gate_, *this, status);
-  }
-
-  grpc::CallbackServerContext* const context_;
   DecisionLoop* const loop_;
   StreamSet* const streams_;
   const WatchOptions options_;
   std::optional<int> watcher_;
-  absl::Mutex mu_;
   WatchBacklog backlog_ ABSL_GUARDED_BY(mu_);
-  WriteGate gate_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include "common/grpc_auth.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
-#include "common/write_gate.h"
+#include "common/write_only_stream.h"
 
 namespace chainscale {
 namespace {
@@ -15,14 +15,13 @@ namespace {
 // stream takes it), its end, then each decision the feed offers, the latest per chainlet
 // while the client reads slowly. A watcher with more chainlets waiting than its bound is
 // ended with RESOURCE_EXHAUSTED.
-class FeedWatch final : public grpc::ServerWriteReactor<v1::WatchDecisionFeedResponse>,
-                        public EndableStream,
+class FeedWatch final : public WriteOnlyStream<v1::WatchDecisionFeedResponse>,
                         public FeedSink {
  public:
   FeedWatch(grpc::CallbackServerContext* context, const absl::Status& auth,
             const v1::WatchDecisionFeedRequest& request, DecisionFeed* feed, StreamSet* streams,
             size_t max_pending)
-      : context_(context),
+      : WriteOnlyStream(context),
         feed_(feed),
         streams_(streams),
         filter_{request.chain_id(), request.env_name()},
@@ -71,34 +70,14 @@ class FeedWatch final : public grpc::ServerWriteReactor<v1::WatchDecisionFeedRes
     WriteNextLocked();
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    if (std::optional<grpc::Status> end = gate_.Completed()) {
-      Finish(*end);
-      return;
-    }
-    if (!ok) {
-      EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to client failed"));
-      return;
-    }
-    WriteNextLocked();
-  }
-
-  void OnCancel() override { End(grpc::Status::CANCELLED); }
-
   void OnDone() override {
     if (registered_) feed_->RemoveSink(this);
     streams_->Remove(this);
     delete this;
   }
 
-  void End(const grpc::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    EndLocked(status);
-  }
-
  private:
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void WriteNextLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!gate_.CanWrite()) return;
     absl::StatusOr<bool> next = backlog_.Next(&out_);
     if (!next.ok()) {
@@ -111,19 +90,12 @@ class FeedWatch final : public grpc::ServerWriteReactor<v1::WatchDecisionFeedRes
     StartWrite(&out_);
   }
 
-  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    EndStream(context_, gate_, *this, status);
-  }
-
-  grpc::CallbackServerContext* const context_;
   DecisionFeed* const feed_;
   StreamSet* const streams_;
   const DecisionFilter filter_;
   bool registered_ = false;
-  absl::Mutex mu_;
   FeedBacklog backlog_ ABSL_GUARDED_BY(mu_);
   v1::WatchDecisionFeedResponse out_ ABSL_GUARDED_BY(mu_);
-  WriteGate gate_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -10,7 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
-#include "common/write_gate.h"
+#include "common/write_only_stream.h"
 
 namespace chainscale {
 namespace {
@@ -42,14 +42,12 @@ void LogIfUnexpected(const absl::Status& status, const ScaledChainlet& chainlet)
 //
 // The read holds the WriteGate as a write does, so the stream never finishes while the
 // read runs: OnDone, which frees the stream, comes after it.
-class ActivityStream final : public grpc::ServerWriteReactor<IsActiveResponse>,
-                             public EndableStream,
-                             public FeedSink {
+class ActivityStream final : public WriteOnlyStream<IsActiveResponse>, public FeedSink {
  public:
   ActivityStream(grpc::CallbackServerContext* context, absl::StatusOr<ScaledChainlet> admitted,
                  const KedaScaler* scaler, DecisionFeed* feed, StreamSet* streams,
                  WorkerPool* workers, Metrics* metrics)
-      : context_(context),
+      : WriteOnlyStream(context),
         scaler_(scaler),
         feed_(feed),
         streams_(streams),
@@ -93,21 +91,6 @@ class ActivityStream final : public grpc::ServerWriteReactor<IsActiveResponse>,
     WriteNextLocked();
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    if (std::optional<grpc::Status> end = gate_.Completed()) {
-      Finish(*end);
-      return;
-    }
-    if (!ok) {
-      EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to client failed"));
-      return;
-    }
-    WriteNextLocked();
-  }
-
-  void OnCancel() override { End(grpc::Status::CANCELLED); }
-
   void OnDone() override {
     if (registered_) feed_->RemoveSink(this);
     streams_->Remove(this);
@@ -120,11 +103,6 @@ class ActivityStream final : public grpc::ServerWriteReactor<IsActiveResponse>,
                         absl::StatusCodeToString(static_cast<absl::StatusCode>(code)),
                         absl::Now() - start_);
     delete this;
-  }
-
-  void End(const grpc::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    EndLocked(status);
   }
 
  private:
@@ -146,7 +124,7 @@ class ActivityStream final : public grpc::ServerWriteReactor<IsActiveResponse>,
   }
 
   // Sends the activity when it differs from what the client last got.
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void WriteNextLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!read_ || !gate_.CanWrite() || !active_.has_value()) return;
     if (sent_.has_value() && *sent_ == *active_) return;
     sent_ = active_;
@@ -155,12 +133,10 @@ class ActivityStream final : public grpc::ServerWriteReactor<IsActiveResponse>,
     StartWrite(&out_);
   }
 
-  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!gate_.ending()) end_code_ = status.error_code();
-    EndStream(context_, gate_, *this, status);
+  void OnEndingLocked(const grpc::Status& status) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    end_code_ = status.error_code();
   }
 
-  grpc::CallbackServerContext* const context_;
   const KedaScaler* const scaler_;
   DecisionFeed* const feed_;
   StreamSet* const streams_;
@@ -168,8 +144,6 @@ class ActivityStream final : public grpc::ServerWriteReactor<IsActiveResponse>,
   const absl::Time start_;
   ScaledChainlet chainlet_;  // set in the constructor, read-only after
   bool registered_ = false;
-  absl::Mutex mu_;
-  WriteGate gate_ ABSL_GUARDED_BY(mu_);
   bool read_ ABSL_GUARDED_BY(mu_) = false;  // the initial state is known
   std::optional<bool> active_ ABSL_GUARDED_BY(mu_);
   std::optional<bool> sent_ ABSL_GUARDED_BY(mu_);
